@@ -1,0 +1,1 @@
+"""Loopline Airflow layer."""
