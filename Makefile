@@ -1,0 +1,50 @@
+# Loopline — the two commands a new user needs are `make demo` and `make test`.
+# Both bootstrap uv (into .loopline/bootstrap) when it is not on PATH and install the locked environment.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY_BOOT ?= python3
+UV_VERSION ?= 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.loopline/bootstrap/bin/uv)
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export UV_PYTHON ?= 3.11
+
+.PHONY: help install demo test test-fast lint typecheck bench clean
+
+help:
+	@echo "make demo   - run the whole loop on the embedded default (SQLite, local folder, local MLflow)"
+	@echo "make test   - lint, type-check and run every test (unit, integration, end to end)"
+	@echo "make bench  - run the benchmarks in benchmarks/ and print their figures"
+	@echo "make clean  - remove .loopline/ (local state) but keep the environment"
+
+$(CURDIR)/.loopline/bootstrap/bin/uv:
+	$(PY_BOOT) -m venv $(CURDIR)/.loopline/bootstrap
+	$(CURDIR)/.loopline/bootstrap/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.synced
+
+demo: install
+	$(PY) -m loopline.demo
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check dags plugins || true
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "unit"
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf .loopline/store .loopline/mlflow.db .loopline/mlartifacts .loopline/airflow

@@ -1,0 +1,100 @@
+"""One typed settings object for the whole project.
+
+Every value comes from an environment variable with the ``LOOPLINE_`` prefix (the Airflow layer may
+override them from Airflow Variables) and defaults to something that runs locally with nothing else
+installed: a folder store and an MLflow tracking database under ``.loopline/`` in the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _default_home() -> Path:
+    return Path.cwd() / ".loopline"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Loopline configuration.
+
+    Attributes:
+        home: Folder for local state (store, MLflow database, reports). ``LOOPLINE_HOME``.
+        store_root: URI of the partition store root (``file://``, ``s3://``, ``gs://``). ``LOOPLINE_STORE_ROOT``.
+        mlflow_tracking_uri: MLflow tracking URI. ``LOOPLINE_MLFLOW_TRACKING_URI``.
+        mlflow_artifact_root: Artifact location for the experiment when Loopline creates it.
+        experiment_name: MLflow experiment for training runs.
+        model_name: Registered model name.
+        feature_set_version: Version of the feature definitions that partitions are written under.
+        seed: Random seed for training.
+        train_window_days: Days of features a training run uses (ending at its as-of day).
+        validation_days: Trailing days of the window held out for evaluation (time-based split).
+        score_batch_rows: Rows per record batch when scoring a partition.
+    """
+
+    home: Path = field(default_factory=_default_home)
+    store_root: str = ""
+    mlflow_tracking_uri: str = ""
+    mlflow_artifact_root: str = ""
+    experiment_name: str = "loopline"
+    model_name: str = "loopline_flight_delay"
+    feature_set_version: str = "1"
+    seed: int = 42
+    train_window_days: int = 60
+    validation_days: int = 7
+    score_batch_rows: int = 65_536
+
+    def __post_init__(self) -> None:
+        home = Path(self.home).resolve()
+        object.__setattr__(self, "home", home)
+        if not self.store_root:
+            object.__setattr__(self, "store_root", (home / "store").as_uri())
+        if not self.mlflow_tracking_uri:
+            object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{home / 'mlflow.db'}")
+        if not self.mlflow_artifact_root:
+            object.__setattr__(self, "mlflow_artifact_root", (home / "mlartifacts").as_uri())
+        if self.validation_days >= self.train_window_days:
+            raise SettingsError(
+                f"LOOPLINE_VALIDATION_DAYS ({self.validation_days}) must be smaller than "
+                f"LOOPLINE_TRAIN_WINDOW_DAYS ({self.train_window_days})"
+            )
+        if not self.feature_set_version or "/" in self.feature_set_version:
+            raise SettingsError("LOOPLINE_FEATURE_SET_VERSION must be a non-empty name without '/'")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``LOOPLINE_*`` variables; keyword overrides win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"LOOPLINE_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as ``LOOPLINE_*`` variables, to hand to a subprocess."""
+        return {f"LOOPLINE_{f.name.upper()}": str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _coerce(name: str, type_name: Any, raw: str) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise SettingsError(f"LOOPLINE_{name.upper()}={raw!r} is not a whole number") from exc
+    return raw

@@ -1,0 +1,193 @@
+"""MLflow tracking and registry: log a training run with its lineage, register it, load models back.
+
+Conventions every other part relies on:
+
+- metrics of the held-out window are logged as ``val_<metric>`` (``val_roc_auc``, ``val_pr_auc``,
+  ``val_log_loss``, ``val_brier``);
+- lineage is logged as run tags and copied onto the model version as tags, under the ``loopline.`` prefix
+  (:data:`LINEAGE_TAGS`);
+- the drift reference profiles are artifacts ``drift/reference_profile.json`` (features) and
+  ``drift/prediction_profile.json`` (the score), so a day's drift check never re-reads the training data;
+- serving loads only ``models:/<name>@champion``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loopline import lineage
+from loopline.features import feature_kinds, model_columns
+from loopline.settings import Settings
+from loopline.training import TrainResult, model_input
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+REFERENCE_PROFILE_ARTIFACT = "drift/reference_profile.json"
+PREDICTION_PROFILE_ARTIFACT = "drift/prediction_profile.json"
+LINEAGE_TAGS = (
+    "loopline.window_start", "loopline.window_end", "loopline.validation_start", "loopline.feature_set_version",
+    "loopline.train_rows", "loopline.validation_rows", "loopline.content_hash", "loopline.package_version",
+    "loopline.git_revision", "loopline.seed", "loopline.trigger", "loopline.dag_id", "loopline.dag_run_id",
+)
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model version the registry now holds."""
+
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "run_id": self.run_id, "model_uri": self.model_uri,
+                "metrics": self.metrics}
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the settings' tracking URI and make sure the experiment exists; returns its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    exp = mlflow.get_experiment_by_name(settings.experiment_name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    try:
+        return str(mlflow.create_experiment(settings.experiment_name, artifact_location=_artifact_location(settings)))
+    except Exception:  # another process created it first
+        exp = mlflow.get_experiment_by_name(settings.experiment_name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+def _artifact_location(settings: Settings) -> str | None:
+    # Against a tracking server the server decides (it may proxy artifacts); locally we pick the folder.
+    if settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        return None
+    return f"{settings.mlflow_artifact_root}/{settings.experiment_name}"
+
+
+def client(settings: Settings) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+
+
+def _pip_requirements() -> list[str]:
+    from importlib import metadata
+
+    return [f"{d}=={metadata.version(d)}" for d in ("scikit-learn", "pandas", "numpy", "scipy")]
+
+
+def log_training_run(
+    result: TrainResult,
+    settings: Settings,
+    *,
+    context: Mapping[str, str] | None = None,
+    register: bool = True,
+) -> RegisteredModel:
+    """Log a training run (params, metrics, model, lineage, reference profiles) and register the model.
+
+    Args:
+        result: What :func:`loopline.training.train` returned.
+        settings: Where to log.
+        context: Extra lineage, e.g. ``{"trigger": "drift", "dag_id": ..., "dag_run_id": ...}``; each key is
+            logged as the tag ``loopline.<key>``.
+        register: Register the model as a new version of ``settings.model_name``.
+    """
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from loopline.drift import ReferenceProfile
+
+    experiment_id = configure(settings)
+    version = result.feature_set_version
+    tags = {
+        "loopline.window_start": result.window.start.isoformat(),
+        "loopline.window_end": result.window.end.isoformat(),
+        "loopline.validation_start": result.window.validation_start.isoformat(),
+        "loopline.feature_set_version": version,
+        "loopline.train_rows": str(result.train_rows),
+        "loopline.validation_rows": str(result.validation_rows),
+        "loopline.content_hash": result.content_hash,
+        "loopline.package_version": lineage.package_version(),
+        "loopline.git_revision": lineage.git_revision(),
+        "loopline.seed": str(result.seed),
+    }
+    tags.update({f"loopline.{k}": str(v) for k, v in (context or {}).items()})
+    profile = ReferenceProfile.fit(result.reference, model_columns(version), feature_kinds=feature_kinds(version))
+    score_profile = ReferenceProfile.fit(
+        pd.DataFrame({"score": result.validation_scores}), ["score"], feature_kinds={"score": "numeric"}
+    )
+    example = model_input(result.reference.head(5), version)
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        mlflow.log_params({**result.params, "seed": result.seed, "feature_set_version": version})
+        mlflow.log_metrics({f"val_{k}": v for k, v in result.metrics.items()})
+        mlflow.log_metrics({"train_rows": result.train_rows, "validation_rows": result.validation_rows,
+                            "validation_label_rate": result.validation_label_rate})
+        mlflow.log_dict(json.loads(profile.to_json()), REFERENCE_PROFILE_ARTIFACT)
+        mlflow.log_dict(json.loads(score_profile.to_json()), PREDICTION_PROFILE_ARTIFACT)
+        mlflow.log_dict(result.window.as_dict(), "window.json")
+        signature = infer_signature(example, result.model.predict_proba(example))
+        info = mlflow.sklearn.log_model(
+            result.model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            registered_model_name=settings.model_name if register else None,
+        )
+    registered_version = str(info.registered_model_version) if register else ""
+    if register:
+        c = client(settings)
+        for key, value in tags.items():
+            c.set_model_version_tag(settings.model_name, registered_version, key, value)
+        for key, value in result.metrics.items():
+            c.set_model_version_tag(settings.model_name, registered_version, f"loopline.val_{key}", repr(value))
+    uri = f"models:/{settings.model_name}/{registered_version}" if register else info.model_uri
+    return RegisteredModel(settings.model_name, registered_version, run.info.run_id, uri, dict(result.metrics))
+
+
+def load_model(model_uri: str, settings: Settings) -> Any:
+    """Load a scikit-learn model by URI (``models:/name@champion``, ``models:/name/3``, ``runs:/…``)."""
+    import mlflow
+
+    configure(settings)
+    return mlflow.sklearn.load_model(model_uri)
+
+
+def resolve_alias(settings: Settings, alias: str = CHAMPION, name: str | None = None) -> str | None:
+    """Version number the alias points at, or None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client(settings).get_model_version_by_alias(name or settings.model_name, alias)
+    except MlflowException:
+        return None
+    return str(mv.version)
+
+
+def load_reference_profiles(settings: Settings, version: str, name: str | None = None) -> dict[str, Any]:
+    """The drift reference profiles logged with a model version: ``{"features": …, "prediction": …}``."""
+    import mlflow
+
+    from loopline.drift import ReferenceProfile
+
+    configure(settings)
+    mv = client(settings).get_model_version(name or settings.model_name, version)
+    out = {}
+    for key, artifact in (("features", REFERENCE_PROFILE_ARTIFACT), ("prediction", PREDICTION_PROFILE_ARTIFACT)):
+        text = mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{artifact}")
+        out[key] = ReferenceProfile.from_json(text)
+    return out
