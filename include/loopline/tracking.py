@@ -6,8 +6,9 @@ Conventions every other part relies on:
   ``val_log_loss``, ``val_brier``);
 - lineage is logged as run tags and copied onto the model version as tags, under the ``loopline.`` prefix
   (:data:`LINEAGE_TAGS`);
-- the drift reference profiles are artifacts ``drift/reference_profile.json`` (features) and
-  ``drift/prediction_profile.json`` (the score), so a day's drift check never re-reads the training data;
+- the drift reference profile is the artifact ``drift/reference_profile.json``: the features binned on the
+  training days, the ``score`` binned on the held-out days (out-of-sample scores, as production sees them)
+  and the validation metrics, so a day's drift check never re-reads the training data;
 - serving loads only ``models:/<name>@champion``.
 """
 
@@ -26,10 +27,11 @@ from loopline.training import TrainResult, model_input
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from loopline.drift import ReferenceProfile
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 REFERENCE_PROFILE_ARTIFACT = "drift/reference_profile.json"
-PREDICTION_PROFILE_ARTIFACT = "drift/prediction_profile.json"
 LINEAGE_TAGS = (
     "loopline.window_start", "loopline.window_end", "loopline.validation_start", "loopline.feature_set_version",
     "loopline.train_rows", "loopline.validation_rows", "loopline.content_hash", "loopline.package_version",
@@ -106,10 +108,7 @@ def log_training_run(
         register: Register the model as a new version of ``settings.model_name``.
     """
     import mlflow
-    import pandas as pd
     from mlflow.models import infer_signature
-
-    from loopline.drift import ReferenceProfile
 
     experiment_id = configure(settings)
     version = result.feature_set_version
@@ -126,10 +125,7 @@ def log_training_run(
         "loopline.seed": str(result.seed),
     }
     tags.update({f"loopline.{k}": str(v) for k, v in (context or {}).items()})
-    profile = ReferenceProfile.fit(result.reference, model_columns(version), feature_kinds=feature_kinds(version))
-    score_profile = ReferenceProfile.fit(
-        pd.DataFrame({"score": result.validation_scores}), ["score"], feature_kinds={"score": "numeric"}
-    )
+    profile = reference_profile(result)
     example = model_input(result.reference.head(5), version)
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         mlflow.log_params({**result.params, "seed": result.seed, "feature_set_version": version})
@@ -137,7 +133,6 @@ def log_training_run(
         mlflow.log_metrics({"train_rows": result.train_rows, "validation_rows": result.validation_rows,
                             "validation_label_rate": result.validation_label_rate})
         mlflow.log_dict(json.loads(profile.to_json()), REFERENCE_PROFILE_ARTIFACT)
-        mlflow.log_dict(json.loads(score_profile.to_json()), PREDICTION_PROFILE_ARTIFACT)
         mlflow.log_dict(result.window.as_dict(), "window.json")
         signature = infer_signature(example, result.model.predict_proba(example))
         info = mlflow.sklearn.log_model(
@@ -153,8 +148,8 @@ def log_training_run(
         c = client(settings)
         for key, value in tags.items():
             c.set_model_version_tag(settings.model_name, registered_version, key, value)
-        for key, value in result.metrics.items():
-            c.set_model_version_tag(settings.model_name, registered_version, f"loopline.val_{key}", repr(value))
+        for key, metric in result.metrics.items():
+            c.set_model_version_tag(settings.model_name, registered_version, f"loopline.val_{key}", repr(metric))
     uri = f"models:/{settings.model_name}/{registered_version}" if register else info.model_uri
     return RegisteredModel(settings.model_name, registered_version, run.info.run_id, uri, dict(result.metrics))
 
@@ -178,16 +173,30 @@ def resolve_alias(settings: Settings, alias: str = CHAMPION, name: str | None = 
     return str(mv.version)
 
 
-def load_reference_profiles(settings: Settings, version: str, name: str | None = None) -> dict[str, Any]:
-    """The drift reference profiles logged with a model version: ``{"features": …, "prediction": …}``."""
+def reference_profile(result: TrainResult) -> ReferenceProfile:
+    """The drift reference of a training run: features on the training days, the score on held-out days."""
+    import pandas as pd
+
+    from loopline.drift import ReferenceProfile
+
+    version = result.feature_set_version
+    features = ReferenceProfile.fit(
+        result.reference, model_columns(version), feature_kinds=feature_kinds(version),
+        validation_metrics=result.metrics,
+    )
+    scores = ReferenceProfile.fit(pd.DataFrame({"score": result.validation_scores}), ["score"],
+                                  feature_kinds={"score": "numeric"})
+    features.features["score"] = scores.features["score"]
+    return features
+
+
+def load_reference_profile(settings: Settings, version: str, name: str | None = None) -> ReferenceProfile:
+    """The drift reference profile logged with a model version."""
     import mlflow
 
     from loopline.drift import ReferenceProfile
 
     configure(settings)
     mv = client(settings).get_model_version(name or settings.model_name, version)
-    out = {}
-    for key, artifact in (("features", REFERENCE_PROFILE_ARTIFACT), ("prediction", PREDICTION_PROFILE_ARTIFACT)):
-        text = mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{artifact}")
-        out[key] = ReferenceProfile.from_json(text)
-    return out
+    text = mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{REFERENCE_PROFILE_ARTIFACT}")
+    return ReferenceProfile.from_json(text)
