@@ -1,0 +1,267 @@
+"""Registry operators: the champion/challenger promotion gate and the rollback, both speaking MLflow aliases.
+
+The decision logic lives in :mod:`loopline.promotion` (no Airflow); these operators read their arguments,
+call it with the task's context and turn its errors into Airflow's: what a retry cannot fix fails at once
+(:class:`AirflowFailException`), an unreachable MLflow server leaves the task to its retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from loopline_airflow.exceptions import LooplineConfigurationError, LooplineRegistryUnavailable
+from loopline_airflow.hooks.mlflow import MLflowHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from loopline.promotion import Registry
+
+
+def _run_context(context: Context) -> dict[str, str]:
+    """Lineage of the decision: the DAG, run and task that made it (what a retry of the same run shares)."""
+    ti = context.get("ti")
+    out = {
+        "dag_id": getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None),
+        "dag_run_id": context.get("run_id") or getattr(ti, "run_id", None),
+        "task_id": getattr(ti, "task_id", None),
+        "logical_date": context.get("logical_date"),
+    }
+    return {k: str(v) for k, v in out.items() if v is not None}
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y", "on"):
+        return True
+    if text in ("false", "0", "no", "n", "off", "", "none"):
+        return False
+    raise LooplineConfigurationError(f"{name}={value!r} is not a boolean; pass True/False")
+
+
+def validation_passed(validation: Any) -> bool:
+    """Read the ``validation`` argument: a bool, ``"True"``/``"False"``, or a GX summary dict (``success``)."""
+    if validation is None:
+        return True
+    if isinstance(validation, Mapping):
+        if "success" not in validation:
+            raise LooplineConfigurationError(
+                "validation must be a bool or a GXValidationOperator summary with 'success'; got keys "
+                f"{sorted(validation)}"
+            )
+        return bool(validation["success"])
+    return _as_bool(validation, "validation")
+
+
+class _RegistryOperator(BaseOperator):
+    """Shared wiring: the hook, the model name and error translation."""
+
+    def __init__(
+        self,
+        *,
+        model_name: str | None = None,
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        retry_attempts: int = 3,
+        retry_backoff_seconds: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.mlflow_conn_id = mlflow_conn_id
+        self.retry_attempts = retry_attempts
+        self.retry_backoff_seconds = retry_backoff_seconds
+
+    @cached_property
+    def hook(self) -> MLflowHook:
+        return MLflowHook(self.mlflow_conn_id, retry_attempts=self.retry_attempts,
+                          retry_backoff_seconds=self.retry_backoff_seconds)
+
+    def _model_name(self) -> str:
+        if self.model_name:
+            return str(self.model_name)
+        from loopline.settings import Settings
+
+        return Settings.from_env().model_name
+
+    def _registry(self) -> Registry:
+        try:
+            return self.hook.registry(self._model_name())
+        except ValueError as exc:  # a connection without a host, bad settings
+            raise LooplineConfigurationError(str(exc)) from exc
+
+    @staticmethod
+    def _reraise(exc: Exception) -> None:
+        """Raise the Airflow counterpart of a core error (returns for anything else)."""
+        from loopline.promotion import PromotionError, RegistryUnavailableError
+
+        if isinstance(exc, RegistryUnavailableError):
+            raise LooplineRegistryUnavailable(str(exc)) from exc
+        if isinstance(exc, PromotionError):
+            raise LooplineConfigurationError(str(exc)) from exc
+
+
+class MLflowModelPromotionOperator(_RegistryOperator):
+    """The champion/challenger gate: move the ``champion`` alias to the candidate only if it is better.
+
+    Both models are compared on the **same** labelled window: the candidate's validation days. When the
+    champion was validated on another window (or another feature-set version), both are re-evaluated on
+    the candidate's validation days read from the store. Then:
+
+    - no champion yet: promote if every guardrail holds;
+    - candidate better by at least ``min_improvement`` and within the guardrails: ``champion`` moves to it,
+      and the decision (metrics of both, window, reason, DAG run) and the previous champion are recorded as
+      version tags and in the registered model's ``loopline.champion_history`` tag;
+    - otherwise ``champion`` stays; the candidate is tagged ``loopline.decision=reject`` with the reason.
+
+    A candidate whose data failed validation is never promoted; a worse one never either, even with
+    ``force`` (which only waives ``min_improvement``). The candidate holds ``challenger`` while it is judged
+    (and keeps it when rejected). A retry after a crash at any point ends in the same registry state.
+
+    Returns (XCom) the decision record: ``{"action": "promote"|"reject", "reason", "model_name",
+    "candidate_version", "champion_version" (the champion it was compared with), "metric", "delta",
+    "candidate_metrics", "champion_metrics", "window", "comparison", "guardrails", "context", ...}``.
+
+    :param candidate_version: Version to judge, usually ``"{{ ti.xcom_pull('train')['version'] }}"``.
+    :param model_name: Registered model (default: ``LOOPLINE_MODEL_NAME``).
+    :param metric: Metric compared (``roc_auc``, ``pr_auc``, ``log_loss``, ``brier``, …).
+    :param higher_is_better: Direction of ``metric``; None takes it from the metric's name.
+    :param min_improvement: How much better (in the metric's direction) the candidate must be.
+    :param guardrails: Absolute bounds on the candidate's metrics, ``{"roc_auc": (0.6, None)}``.
+    :param validation: Whether the training data passed validation: a bool, ``"True"``/``"False"`` or the
+        summary returned by :class:`GXValidationOperator`. ``False`` always rejects.
+    :param force: Waive ``min_improvement`` (manual retrain); never the guardrails, validation, or "not worse".
+    :param store_root: Store URI for re-evaluation (default: ``LOOPLINE_STORE_ROOT``).
+    :param mlflow_conn_id: Connection of the tracking server (falls back to the settings).
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name", "candidate_version", "metric", "min_improvement", "guardrails", "validation", "force",
+        "store_root",
+    )
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        candidate_version: str,
+        metric: str = "roc_auc",
+        higher_is_better: bool | None = None,
+        min_improvement: float | str = 0.0,
+        guardrails: Mapping[str, Sequence[float | None]] | None = None,
+        validation: bool | str | Mapping[str, Any] | None = None,
+        force: bool | str = False,
+        store_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.candidate_version = candidate_version
+        self.metric = metric
+        self.higher_is_better = higher_is_better
+        self.min_improvement = min_improvement
+        self.guardrails = guardrails
+        self.validation = validation
+        self.force = force
+        self.store_root = store_root
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            return self._execute(context)
+        except Exception as exc:
+            self._reraise(exc)
+            raise
+
+    def _execute(self, context: Context) -> dict[str, Any]:
+        from loopline import promotion
+        from loopline.store import PartitionStore
+
+        version = str(self.candidate_version or "").strip()
+        if not version or version.lower() == "none":
+            raise LooplineConfigurationError(
+                "candidate_version is empty; pass the version the training task registered "
+                "(e.g. \"{{ ti.xcom_pull(task_ids='train')['version'] }}\")"
+            )
+        try:
+            min_improvement = float(self.min_improvement)
+        except (TypeError, ValueError):
+            raise LooplineConfigurationError(f"min_improvement={self.min_improvement!r} is not a number") from None
+        run = _run_context(context)
+        registry = self._registry()
+        name = registry.name
+        candidate = registry.version(version)  # unknown model / version: a clear error before any write
+        champion = registry.champion()
+        if champion == version:
+            prior = promotion.recorded_decision(registry, version)
+            if prior and prior.get("action") == "promote":
+                self.log.info("%s v%s already is the champion by a recorded decision; nothing to redo",
+                              name, version)
+                return promotion.promote(registry, name, version, prior, run)
+            self.log.info("%s v%s already holds the champion alias; nothing to decide", name, version)
+            return {"action": "promote", "reason": f"v{version} already is the champion; nothing changed",
+                    "model_name": name, "candidate_version": version, "champion_version": version,
+                    "context": run}
+        passed = validation_passed(self.validation)
+        if (candidate.tags or {}).get(promotion.TAG_VALIDATION_PASSED, "").lower() == "false":
+            passed = False
+        promotion.mark_challenger(registry, version)
+        store = PartitionStore(self.store_root or self.hook.settings().store_root)
+        comparison = promotion.compare_on_same_window(
+            registry, version, champion, store=store, settings=self.hook.settings()
+        )
+        self.log.info("Comparing %s v%s with champion %s on %s (%s): candidate %s, champion %s", name, version,
+                      champion, comparison.window, comparison.method, comparison.candidate, comparison.champion)
+        higher = (promotion.metric_direction(self.metric) if self.higher_is_better is None
+                  else bool(self.higher_is_better))
+        decision = promotion.decide(
+            comparison.candidate, comparison.champion, metric=self.metric, higher_is_better=higher,
+            min_improvement=min_improvement, guardrails=dict(self.guardrails or {}), validation_passed=passed,
+            force=_as_bool(self.force, "force"),
+        )
+        record = promotion.build_record(decision, name, version, champion, window=comparison.window,
+                                        comparison=comparison.method, context=run)
+        result = promotion.apply_decision(registry, name, version, record, run)
+        self.log.info("Decision for %s v%s: %s — %s", name, version, result["action"], result["reason"])
+        return result
+
+
+class MLflowModelRollbackOperator(_RegistryOperator):
+    """Move ``champion`` back to the previous champion recorded in the history, or to ``to_version``.
+
+    The rolled-back version is tagged ``loopline.rolled_back=true`` with the reason, and the rollback is
+    appended to ``loopline.champion_history``; the alias move is the last write. A retry of the same DAG run
+    returns the recorded rollback instead of rolling back one step further.
+
+    Returns (XCom) ``{"action": "rollback", "version" (new champion), "previous" (old champion), "reason",
+    "dag_id", "dag_run_id", "id"}``.
+
+    :param to_version: Version to make champion; None takes the previous champion from the history.
+    :param reason: Why (recorded on the version and in the history).
+    """
+
+    template_fields: Sequence[str] = ("model_name", "to_version", "reason")
+    ui_color = "#fadbd8"
+
+    def __init__(self, *, to_version: str | None = None, reason: str = "manual rollback", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.to_version = to_version
+        self.reason = reason
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from loopline import promotion
+
+        target = None if self.to_version in (None, "", "None") else str(self.to_version).strip()
+        try:
+            registry = self._registry()
+            entry = promotion.rollback(registry, registry.name, target, str(self.reason), _run_context(context))
+        except Exception as exc:
+            self._reraise(exc)
+            raise
+        self.log.info("champion of %s is now v%s (was v%s): %s", registry.name, entry["version"],
+                      entry.get("previous"), entry.get("reason"))
+        return entry

@@ -1,0 +1,230 @@
+"""Drift triggers: wait in the triggerer for a drift report that says "drifted".
+
+Both triggers share one polling implementation (:func:`check_drift`, :func:`new_drift_reports`): plain
+synchronous reads of the report tree (:mod:`loopline.reports`) run with ``asyncio.to_thread`` so the
+triggerer's event loop never blocks on storage.
+
+- :class:`DriftTrigger` (a task's deferral, used by :class:`~loopline_airflow.sensors.drift.DriftSensor`)
+  fires once and stops.
+- :class:`DriftEventTrigger` (for an ``AssetWatcher``: a DAG scheduled on drift with no worker slot waiting)
+  runs for as long as the watcher exists and emits every new drifted report once. Each report has a stable
+  :func:`loopline.reports.dedupe_key`; the keys already emitted are kept in the watched asset's state store
+  (when the triggerer provides one) and are recorded *before* the event is yielded, so a restarted triggerer
+  does not emit a report again (at most once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
+
+SEEN_STATE_KEY = "loopline.drift.emitted"
+MAX_SEEN = 1000
+
+
+def _store(store_root: str) -> Any:
+    from loopline.store import PartitionStore
+
+    return PartitionStore(store_root)
+
+
+def check_drift(
+    store_root: str,
+    feature_set_version: str,
+    *,
+    model_name: str | None = None,
+    ds: str | None = None,
+    since: str | None = None,
+) -> dict[str, Any] | None:
+    """One look at the report tree.
+
+    With ``ds``: that day's report decides — ``{"status": "drifted" | "not_drifted", "report": summary}``,
+    or None while it has not been written. Otherwise: the oldest drifted report created after ``since``
+    (``{"status": "drifted", ...}``) or None. Reports about another model than ``model_name`` are ignored.
+    """
+    from loopline import reports
+
+    store = _store(store_root)
+    if ds:
+        report = reports.read_drift_report(store, feature_set_version, ds)
+        if report is None or (model_name and report.get("model_name") != model_name):
+            return None
+        status = "drifted" if report["decision"]["drifted"] else "not_drifted"
+        return {"status": status, "report": reports.summary(report)}
+    for report in reports.list_drift_reports(store, feature_set_version, since, model_name=model_name or None):
+        if report["decision"]["drifted"]:
+            return {"status": "drifted", "report": reports.summary(report)}
+    return None
+
+
+def new_drift_reports(
+    store_root: str,
+    feature_set_version: str,
+    seen: set[str],
+    *,
+    model_name: str | None = None,
+    since: str | None = None,
+    only_drifted: bool = True,
+) -> list[dict[str, Any]]:
+    """Summaries of the reports (drifted ones only, by default) whose dedupe key is not in ``seen``."""
+    from loopline import reports
+
+    out = []
+    for report in reports.list_drift_reports(_store(store_root), feature_set_version, since,
+                                             model_name=model_name or None, skip_malformed=True):
+        if only_drifted and not report["decision"]["drifted"]:
+            continue
+        summary = reports.summary(report)
+        if summary["dedupe_key"] not in seen:
+            out.append(summary)
+    return out
+
+
+def _iso(value: str | dt.datetime | None) -> str | None:
+    if value is None or value == "":
+        return None
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+class DriftTrigger(BaseTrigger):
+    """Fire once when the drift report for ``ds`` exists (or any drifted report newer than ``since`` does).
+
+    Events: ``{"status": "drifted", "report": summary}``; with ``ds`` also ``{"status": "not_drifted", ...}``
+    when ``stop_when_not_drifted``; ``{"status": "error", "message": ...}`` for a malformed report.
+    Storage errors (a flaky object store) are logged and polled again.
+    """
+
+    def __init__(
+        self,
+        *,
+        store_root: str,
+        feature_set_version: str,
+        model_name: str | None = None,
+        ds: str | None = None,
+        since: str | dt.datetime | None = None,
+        poll_interval: float = 60.0,
+        stop_when_not_drifted: bool = True,
+    ) -> None:
+        super().__init__()
+        self.store_root = store_root
+        self.feature_set_version = str(feature_set_version)
+        self.model_name = model_name
+        self.ds = ds
+        self.since = _iso(since)
+        self.poll_interval = float(poll_interval)
+        self.stop_when_not_drifted = stop_when_not_drifted
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "store_root": self.store_root, "feature_set_version": self.feature_set_version,
+                "model_name": self.model_name, "ds": self.ds, "since": self.since,
+                "poll_interval": self.poll_interval, "stop_when_not_drifted": self.stop_when_not_drifted,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from loopline.reports import ReportError
+
+        while True:
+            try:
+                found = await asyncio.to_thread(
+                    check_drift, self.store_root, self.feature_set_version, model_name=self.model_name,
+                    ds=self.ds, since=self.since,
+                )
+            except ReportError as exc:
+                yield TriggerEvent({"status": "error", "message": str(exc)})
+                return
+            except OSError as exc:
+                self.log.warning("Could not read drift reports under %s (will poll again): %s",
+                                 self.store_root, exc)
+                found = None
+            if found and (found["status"] == "drifted" or self.stop_when_not_drifted):
+                yield TriggerEvent(found)
+                return
+            await asyncio.sleep(self.poll_interval)
+
+
+class DriftEventTrigger(BaseEventTrigger):
+    """Emit one event per new drifted report, for ``AssetWatcher``-scheduled DAGs.
+
+    The event payload is the report summary (``ds``, ``model_name``, ``model_version``, ``drifted``,
+    ``reasons``, ``top_features``, ``uri``, ``dedupe_key``); the triggered run reads it from the asset
+    event's ``extra["payload"]``.
+
+    :param since: Ignore reports created at or before this time (ISO string).
+    :param only_drifted: Emit only reports whose decision says drifted.
+    """
+
+    def __init__(
+        self,
+        *,
+        store_root: str,
+        feature_set_version: str,
+        model_name: str | None = None,
+        since: str | dt.datetime | None = None,
+        poll_interval: float = 60.0,
+        only_drifted: bool = True,
+    ) -> None:
+        super().__init__()
+        self.store_root = store_root
+        self.feature_set_version = str(feature_set_version)
+        self.model_name = model_name
+        self.since = _iso(since)
+        self.poll_interval = float(poll_interval)
+        self.only_drifted = only_drifted
+        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest keys are dropped first
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "store_root": self.store_root, "feature_set_version": self.feature_set_version,
+                "model_name": self.model_name, "since": self.since, "poll_interval": self.poll_interval,
+                "only_drifted": self.only_drifted,
+            },
+        )
+
+    async def _load_seen(self) -> None:
+        state = getattr(self, "asset_state_store", None)
+        if state is None:
+            return
+        try:
+            stored = await state.aget(SEEN_STATE_KEY, [])
+        except Exception as exc:  # no state store reachable: dedupe in memory only
+            self.log.warning("Could not read emitted drift reports from the asset state: %s", exc)
+            return
+        self._seen.update((str(k), None) for k in (stored or []))
+
+    async def _remember(self, key: str) -> None:
+        self._seen[key] = None
+        state = getattr(self, "asset_state_store", None)
+        if state is None:
+            return
+        try:
+            await state.aset(SEEN_STATE_KEY, list(self._seen)[-MAX_SEEN:])
+        except Exception as exc:
+            self.log.warning("Could not record emitted drift report %s in the asset state: %s", key, exc)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await self._load_seen()
+        while True:
+            try:
+                fresh = await asyncio.to_thread(
+                    new_drift_reports, self.store_root, self.feature_set_version, set(self._seen),
+                    model_name=self.model_name, since=self.since, only_drifted=self.only_drifted,
+                )
+            except (OSError, ValueError) as exc:  # flaky storage, one malformed report: keep watching
+                self.log.warning("Could not list drift reports under %s (will poll again): %s",
+                                 self.store_root, exc)
+                fresh = []
+            for summary in fresh:
+                await self._remember(summary["dedupe_key"])  # before the yield: at most once
+                self.log.info("Drift report %s (%s): emitting", summary["uri"], summary["dedupe_key"])
+                yield TriggerEvent(summary)
+            await asyncio.sleep(self.poll_interval)
