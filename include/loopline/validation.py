@@ -139,11 +139,23 @@ def validate(
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    # GX logs and *drops* an expectation it cannot build; a typo would then silently pass. Build each first.
+    for i, exp in enumerate(spec["expectations"]):
+        try:
+            ExpectationConfiguration(**exp).to_domain_obj()
+        except Exception as exc:
+            raise SuiteError(f"expectation suite {path} cannot be loaded by Great Expectations: expectation "
+                             f"#{i} ({exp.get('type')}): {exc}") from exc
     try:
         suite_obj = ExpectationSuite(name=str(spec["name"]), expectations=spec["expectations"],
                                      meta=spec.get("meta") or {})
-    except Exception as exc:  # GX raises several types for unknown expectations or bad kwargs
+    except Exception as exc:  # GX raises several types for bad kwargs
         raise SuiteError(f"expectation suite {path} cannot be loaded by Great Expectations: {exc}") from exc
+    if len(suite_obj.expectations) != len(spec["expectations"]):
+        raise SuiteError(f"expectation suite {path}: Great Expectations kept {len(suite_obj.expectations)} of "
+                         f"{len(spec['expectations'])} expectations; check their types and kwargs")
     suite_obj = context.suites.add(suite_obj)
     source = context.data_sources.add_pandas("loopline")
     batch_def = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole")
