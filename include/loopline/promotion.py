@@ -665,8 +665,8 @@ def rollback(
 
 
 def _previous_champion(reg: Registry, current: str, entries: list[dict[str, Any]]) -> str:
-    for e in reversed(entries):
-        if e.get("version") == current and e.get("previous"):
+    for e in reversed(entries):  # the champion that ``current`` replaced when it was promoted
+        if e.get("action") == "promote" and e.get("version") == current and e.get("previous"):
             return str(e["previous"])
     tag = (reg.version(current).tags or {}).get(TAG_PREVIOUS_CHAMPION)
     if tag:

@@ -1,0 +1,1 @@
+"""Unit tests of the loopline_airflow package, one file per module."""
