@@ -46,8 +46,28 @@ def _as_bool(value: Any, name: str) -> bool:
     raise LooplineConfigurationError(f"{name}={value!r} is not a boolean; pass True/False")
 
 
+def _parse_mapping(text: str) -> Any:
+    import ast
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)  # the str() of a dict: single quotes, True/False/None
+    except (ValueError, SyntaxError):
+        raise LooplineConfigurationError(f"validation={text[:200]!r} is neither a boolean nor a summary") from None
+
+
 def validation_passed(validation: Any) -> bool:
     """Read the ``validation`` argument: a bool, ``"True"``/``"False"``, or a GX summary dict (``success``)."""
+    if isinstance(validation, str):
+        text = validation.strip()
+        if text in ("", "None", "null"):  # an upstream task that returned nothing: it did not fail
+            return True
+        if text.startswith("{"):  # a summary rendered by a template without native rendering
+            validation = _parse_mapping(text)
     if validation is None:
         return True
     if isinstance(validation, Mapping):

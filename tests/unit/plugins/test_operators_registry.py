@@ -67,6 +67,8 @@ def test_validation_argument_and_version_tag(client):
     w = client.add_version("m", {**WINDOW, "loopline.val_roc_auc": "0.9", "loopline.validation_passed": "false"})
     assert promote_op(w).execute(make_context())["action"] == "reject"
     assert validation_passed({"success": True}) and not validation_passed("false") and validation_passed(None)
+    assert not validation_passed("{'success': False, 'failures': [], 'result_uri': None}")  # str() of the XCom
+    assert validation_passed('{"success": true}') and validation_passed("None")
     with pytest.raises(LooplineConfigurationError):
         validation_passed({"rows": 3})
     with pytest.raises(LooplineConfigurationError):
