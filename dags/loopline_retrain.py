@@ -71,7 +71,7 @@ DRIFT_WATCHED = Asset(
                                  description='Classifier overrides, e.g. {"max_iter": 300}.'),
         "min_improvement": Param(0.0, type="number", minimum=0,
                                  description="ROC AUC the challenger must gain over the champion on the same days."),
-        "cooldown_days": Param(14, type="integer", minimum=0,
+        "cooldown_days": Param(_settings.retrain_cooldown_days, type="integer", minimum=0,
                                description="Skip a drift retrain ending within this many days of the newest version."),
         "force": Param(False, type="boolean",
                        description="Waive the cooldown and min_improvement (never the guardrails or 'not worse')."),

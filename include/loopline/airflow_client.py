@@ -29,9 +29,10 @@ class AirflowClient:
     """``AirflowClient("http://127.0.0.1:8080", "admin", password)``."""
 
     def __init__(self, base_url: str, username: str | None = None, password: str | None = None,
-                 token: str | None = None, timeout: float = 30) -> None:
+                 token: str | None = None, timeout: float = 30, retries: int = 8) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.retries = retries
         self._credentials = (username, password)
         self._token = token
 
@@ -55,12 +56,18 @@ class AirflowClient:
         req.add_header("Accept", "application/json")
         if auth:
             req.add_header("Authorization", f"Bearer {self.token()}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                text = resp.read().decode()
-        except urllib.error.HTTPError as err:
-            raise AirflowAPIError(method, path, err.code, err.read().decode(errors="replace")) from None
-        return json.loads(text) if text else None
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    text = resp.read().decode()
+                return json.loads(text) if text else None
+            except urllib.error.HTTPError as err:
+                error = AirflowAPIError(method, path, err.code, err.read().decode(errors="replace"))
+                # 503: the server is up but busy (e.g. SQLite locked by the scheduler) — nothing was done.
+                if err.code != 503 or attempt == self.retries:
+                    raise error from None
+            time.sleep(min(2.0 * (attempt + 1), 10.0))
+        raise AssertionError("unreachable")
 
     # -- DAGs and runs ----------------------------------------------------------------------------------
     def dags(self) -> list[dict[str, Any]]:

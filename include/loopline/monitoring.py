@@ -1,8 +1,11 @@
-"""Daily drift check: a day's features and scores against the champion's reference profile.
+"""Daily drift check: the trailing window's features and scores against the champion's reference profile.
 
-The check reads only that day's partitions and the profile logged with the model version that scored
-them, never the training data. Concept drift uses the previous day's labels (flight outcomes are known the
-day after), scored with that day's predictions when the same model version made them.
+The check for day d reads the partitions of d - drift_window_days + 1 .. d and the profile logged with the
+model version that scored d — never the training data. Why a window: features that are constant within a
+day (that day's weather, its weekday) make any single day look drifted against weeks of training data; a
+two-week window keeps the share of drifted features inside the training season well below the default 0.5
+(see README for the measured figures). Concept drift uses the window's labels before d (a day's outcomes
+are known the next day).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline.features import FEATURES_DATASET, model_columns
@@ -41,7 +46,7 @@ class DayCheck:
 def _profile(tracking_uri: str, model_name: str, version: str, home: str) -> ReferenceProfile:
     from loopline.tracking import load_reference_profile
 
-    settings = Settings(home=home, mlflow_tracking_uri=tracking_uri, model_name=model_name)
+    settings = Settings(home=Path(home), mlflow_tracking_uri=tracking_uri, model_name=model_name)
     return load_reference_profile(settings, version)
 
 
@@ -49,63 +54,104 @@ def reference_for(settings: Settings, version: str) -> ReferenceProfile:
     return _profile(settings.mlflow_tracking_uri, settings.model_name, version, str(settings.home))
 
 
-def _labelled_previous_day(
-    store: PartitionStore, fsv: str, day: dt.date, model_version: str
-) -> pd.DataFrame | None:
-    prev = day - dt.timedelta(days=1)
-    if not (store.exists(PREDICTIONS_DATASET, fsv, prev) and store.exists(FEATURES_DATASET, fsv, prev)):
-        return None
-    preds = store.read(PREDICTIONS_DATASET, fsv, prev, columns=["flight_id", "score", "model_version"])
-    if preds.empty or set(preds["model_version"].astype(str)) != {model_version}:
-        return None
-    labels = store.read(FEATURES_DATASET, fsv, prev, columns=["flight_id", "label"])
-    joined = preds.merge(labels, on="flight_id", how="inner")
-    return joined if joined["label"].nunique() == 2 else None
+def window_days(settings: Settings, day: dt.date) -> list[dt.date]:
+    """The days a check of ``day`` covers: ``day - drift_window_days + 1 .. day``."""
+    return [day - dt.timedelta(days=i) for i in range(settings.drift_window_days - 1, -1, -1)]
+
+
+def _window(store: PartitionStore, fsv: str, days: list[dt.date], model_version: str) -> tuple[Any, Any, list[str]]:
+    """Features of the window's days, and the scores (with labels) of the days this model version scored."""
+    import pandas as pd
+
+    feats, scored, used = [], [], []
+    for d in days:
+        if not store.exists(FEATURES_DATASET, fsv, d):
+            continue
+        f = store.read(FEATURES_DATASET, fsv, d, columns=["flight_id", "label", *model_columns(fsv)])
+        feats.append(f)
+        used.append(d.isoformat())
+        if store.exists(PREDICTIONS_DATASET, fsv, d):
+            p = store.read(PREDICTIONS_DATASET, fsv, d, columns=["flight_id", "score", "model_version"])
+            p = p[p["model_version"].astype(str) == model_version]
+            if len(p):
+                scored.append(p.merge(f[["flight_id", "label"]], on="flight_id").assign(ds=d))
+    features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
+    scores = pd.concat(scored, ignore_index=True) if scored else pd.DataFrame()
+    return features, scores, used
 
 
 def performance_for(
-    store: PartitionStore, fsv: str, day: dt.date, model_version: str, profile: ReferenceProfile,
-    config: DriftConfig,
+    scores: pd.DataFrame, day: dt.date, profile: ReferenceProfile, config: DriftConfig,
 ) -> PerformanceDecay | None:
-    """Concept drift on the previous day's labels, or None when they are not available for this model."""
+    """Concept drift: the model's metric on the window's labelled days before ``day`` (labels of a day are
+    known the next day) against its training-time validation metric; None when not measurable."""
     from loopline.drift import performance_decay, score_metric
 
-    joined = _labelled_previous_day(store, fsv, day, model_version)
     reference = profile.validation_metrics.get(config.performance_metric)
-    if joined is None or reference is None:
+    if reference is None or scores.empty:
         return None
-    current = score_metric(joined["label"].to_numpy(), joined["score"].to_numpy(), config.performance_metric)
+    labelled = scores[scores["ds"] < day]
+    if labelled["label"].nunique() < 2 or len(labelled) < 500:
+        return None
+    current = score_metric(labelled["label"].to_numpy(), labelled["score"].to_numpy(), config.performance_metric)
     return performance_decay(reference, current, config)
 
 
 def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
               config: DriftConfig | None = None) -> DayCheck:
-    """Compare one day against the reference of the model version that scored it; write its report."""
+    """Compare the window ending at ``ds`` with the reference of the model version that scored ``ds``.
 
-    from loopline.drift import DriftConfig, compare
+    Features are compared over every day of the window (they do not depend on the model). Prediction drift
+    and performance use only the days this model version scored, and need ``min_scored_days`` of them (half
+    the window) — right after a promotion the new champion has too few days to judge its scores.
+    """
+    from loopline.drift import DriftConfig, DriftReport, compare
+    from loopline.drift.decision import decide
     from loopline.reports import write_drift_report
 
     day = as_day(ds)
     fsv = settings.feature_set_version
-    cfg = config or DriftConfig.from_env()
+    cfg = config or DriftConfig.from_env(None, drift_share=float(os.environ.get("LOOPLINE_DRIFT_SHARE",
+                                                                                 settings.drift_share)))
     if not store.exists(PREDICTIONS_DATASET, fsv, day):
         return DayCheck(day.isoformat(), skipped="no predictions partition (scoring skipped or failed that day)")
     if not store.exists(FEATURES_DATASET, fsv, day):
         return DayCheck(day.isoformat(), skipped="no features partition")
-    preds = store.read(PREDICTIONS_DATASET, fsv, day)
+    preds = store.read(PREDICTIONS_DATASET, fsv, day, columns=["model_version"])
     if preds.empty:
         return DayCheck(day.isoformat(), skipped="the day has no predictions (no flights)")
     model_version = str(preds["model_version"].iloc[0])
     profile = reference_for(settings, model_version)
-    feats = store.read(FEATURES_DATASET, fsv, day, columns=["flight_id", *model_columns(fsv)])
-    current = feats.merge(preds[["flight_id", "score"]], on="flight_id", how="left")
-    perf = performance_for(store, fsv, day, model_version, profile, cfg)
-    report = compare(profile, current.drop(columns=["flight_id"]), config=cfg, performance=perf)
+    days = window_days(settings, day)
+    features, scores, used = _window(store, fsv, days, model_version)
+    feature_cols = [c for c in model_columns(fsv) if c in profile.features]
+    by_feature = compare(profile, features[feature_cols], config=cfg, columns=feature_cols).features
+    min_scored_days = max(1, settings.drift_window_days // 2)
+    scored_days = int(scores["ds"].nunique()) if not scores.empty else 0
+    notes = [f"window {days[0]}..{day}: {len(used)} day(s) with features, {scored_days} scored by v{model_version}"]
+    perf = None
+    if "score" in profile.features and scored_days >= min_scored_days:
+        by_feature.update(compare(profile, scores[["score"]], config=cfg, columns=["score"]).features)
+        perf = performance_for(scores, day, profile, cfg)
+    else:
+        notes.append(f"prediction drift and performance not judged: fewer than {min_scored_days} days scored "
+                     f"by v{model_version} in the window")
+    decision = decide(by_feature, cfg, perf)
+    min_days = max(1, settings.drift_window_days // 2)
+    if len(used) < min_days and decision.drifted:
+        # A window of a few days cannot look like weeks of training data (the first days of history).
+        decision.drifted = False
+        decision.reasons.insert(0, f"not judged: only {len(used)} day(s) of features in the window "
+                                   f"(need {min_days}); the scores are reported but do not fire retraining")
+    report = DriftReport(features=by_feature, decision=decision, binning="reference",
+                         n_reference=profile.n_rows, n_current=len(features), config=cfg)
     body = report.to_dict()
     body.update({
         "ds": day.isoformat(), "model_name": settings.model_name, "model_version": model_version,
         "feature_set_version": fsv, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "rows": len(current),
+        "window": {"start": days[0].isoformat(), "end": day.isoformat(), "days": used,
+                   "scored_days": scored_days},
+        "notes": notes,
     })
     uri = write_drift_report(store, fsv, day, body, report.to_html(title=f"Loopline drift — {day}"))
     decision = report.decision
@@ -155,7 +201,7 @@ def log_drift_metrics(settings: Settings, checks: list[DayCheck]) -> None:
             exp_id, run_name=f"monitor {settings.model_name} v{version}",
             tags={"loopline.monitored_version": version, "loopline.model_name": settings.model_name},
         ).info.run_id
-        batch = []
+        batch: list[Metric] = []
         for check in version_checks:
             day = as_day(check.ds)
             ts = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)

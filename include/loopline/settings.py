@@ -39,6 +39,12 @@ class Settings:
         train_window_days: Days of features a training run uses (ending at its as-of day).
         validation_days: Trailing days of the window held out for evaluation (time-based split).
         score_batch_rows: Rows per record batch when scoring a partition.
+        drift_window_days: Trailing days the daily drift check compares with the training reference. A single
+            day cannot look like weeks of training data when features are constant within a day (its weather,
+            its weekday), so the check for day d covers d - window + 1 .. d.
+        drift_share: Share of drifted features that makes the data drifted (``LOOPLINE_DRIFT_SHARE``).
+        retrain_cooldown_days: A drift retrain is skipped when its window ends within this many days of the
+            newest registered version's window.
     """
 
     home: Path = field(default_factory=_default_home)
@@ -52,6 +58,9 @@ class Settings:
     train_window_days: int = 60
     validation_days: int = 7
     score_batch_rows: int = 65_536
+    drift_window_days: int = 14
+    drift_share: float = 0.5
+    retrain_cooldown_days: int = 14
 
     def __post_init__(self) -> None:
         home = Path(self.home).resolve()
@@ -67,6 +76,10 @@ class Settings:
                 f"LOOPLINE_VALIDATION_DAYS ({self.validation_days}) must be smaller than "
                 f"LOOPLINE_TRAIN_WINDOW_DAYS ({self.train_window_days})"
             )
+        if not 0 < self.drift_share <= 1:
+            raise SettingsError(f"LOOPLINE_DRIFT_SHARE must be in (0, 1], got {self.drift_share}")
+        if self.drift_window_days < 1:
+            raise SettingsError(f"LOOPLINE_DRIFT_WINDOW_DAYS must be at least 1, got {self.drift_window_days}")
         if not self.feature_set_version or "/" in self.feature_set_version:
             raise SettingsError("LOOPLINE_FEATURE_SET_VERSION must be a non-empty name without '/'")
 
@@ -93,8 +106,10 @@ def _coerce(name: str, type_name: Any, raw: str) -> Any:
     try:
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if kind == "Path":
             return Path(raw)
     except ValueError as exc:
-        raise SettingsError(f"LOOPLINE_{name.upper()}={raw!r} is not a whole number") from exc
+        raise SettingsError(f"LOOPLINE_{name.upper()}={raw!r} is not a {kind} number") from exc
     return raw

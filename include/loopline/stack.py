@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -80,6 +81,7 @@ class StackConfig:
     preload: bool = True
     api_port: int = 0
     mlflow_port: int = 0
+    log_server_port: int = 0
     dags_folder: Path = REPO_ROOT / "dags"
     plugins_folder: Path = REPO_ROOT / "plugins"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -92,6 +94,7 @@ class StackConfig:
             self.mlflow_backend = f"sqlite:///{self.home / 'mlflow.db'}"
         self.api_port = self.api_port or free_port()
         self.mlflow_port = self.mlflow_port or free_port()
+        self.log_server_port = self.log_server_port or free_port()
 
     @property
     def airflow_home(self) -> Path:
@@ -130,7 +133,11 @@ class Stack:
         self.config = config
         self.settings = settings or Settings(home=config.home)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.specs: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.restarts: dict[str, int] = {}
         self.bin = Path(sys.executable).parent
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     # -- configuration ----------------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -165,10 +172,15 @@ class Stack:
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
             "AIRFLOW__TRIGGERER__CAPACITY": "50",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # Each stack gets its own log-server port so several can run side by side (tests).
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(c.log_server_port),
             "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP": r"(airflow|loopline|loopline_airflow)\..*",
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
             "GIT_PYTHON_REFRESH": "quiet",
+            # The MLflow server's background job runner and LiteLLM's cost-map download are not used here.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "PYTHONUNBUFFERED": "1",
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
@@ -191,8 +203,35 @@ class Stack:
             start_new_session=True, cwd=self.config.home,
         )
         self.procs[name] = proc
+        self.specs[name] = (args, env)
         self._write_state()
         return proc
+
+    def supervise(self, max_restarts: int = 5, interval: float = 2.0) -> None:
+        """Restart a component that exits on its own (``restart: unless-stopped`` in compose terms).
+
+        The scheduler can die on a transient SQLite lock or foreign-key race when a backfill is created while
+        it schedules; the embedded stack then recovers as a supervised deployment would.
+        """
+
+        def watch() -> None:
+            while not self._stopping.wait(interval):
+                for name, proc in list(self.procs.items()):
+                    if proc.poll() is None or self._stopping.is_set():
+                        continue
+                    count = self.restarts.get(name, 0)
+                    if count >= max_restarts:
+                        continue
+                    self.restarts[name] = count + 1
+                    logs = self.config.home / "logs" / f"{name}.log"
+                    with logs.open("a") as fh:
+                        fh.write(f"\n=== loopline.stack: {name} exited with {proc.returncode}; "
+                                 f"restart {count + 1} ===\n")
+                    args, env = self.specs[name]
+                    self._spawn(name, args, env)
+
+        self._watchdog = threading.Thread(target=watch, name="loopline-stack-watchdog", daemon=True)
+        self._watchdog.start()
 
     def _run(self, name: str, args: list[str], env: dict[str, str], timeout: float = 600) -> None:
         logs = self.config.home / "logs"
@@ -273,6 +312,9 @@ class Stack:
             raise StackError(f"not healthy after {timeout:.0f}s: {sorted(pending)}; logs in {logs}")
 
     def stop(self, grace: float = 20) -> None:
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=10)
         stop_processes({n: p.pid for n, p in self.procs.items()}, grace)
         for p in self.procs.values():
             try:
@@ -285,7 +327,9 @@ class Stack:
             state.unlink()
 
     def __enter__(self) -> Stack:
-        return self.start()
+        self.start()
+        self.supervise()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -314,10 +358,12 @@ def stop_processes(pids: dict[str, int], grace: float = 20) -> None:
     for pid in pids.values():
         _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
-        time.sleep(0.5)
-    for pid in pids.values():
-        _signal_group(pid, signal.SIGKILL)
+    try:
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
+            time.sleep(0.5)
+    finally:  # even when a second Ctrl-C interrupts the grace period, nothing is left running
+        for pid in pids.values():
+            _signal_group(pid, signal.SIGKILL)
 
 
 def stop_from_state(home: Path) -> bool:
@@ -367,6 +413,10 @@ def running(config: StackConfig, settings: Settings | None = None) -> Iterator[S
 
 def reset_home(home: Path) -> None:
     """Remove a previous run's state (never called on a home that has a running stack)."""
-    if (Path(home) / "stack.json").exists():
-        raise StackError(f"a stack recorded in {home}/stack.json may still run; `make down` first")
+    state = Path(home) / "stack.json"
+    if state.exists():
+        pids = json.loads(state.read_text()).get("pids", {})
+        alive = sorted(name for name, pid in pids.items() if _alive(int(pid)))
+        if alive:
+            raise StackError(f"the stack recorded in {state} still runs ({', '.join(alive)}); `make down` first")
     shutil.rmtree(home, ignore_errors=True)

@@ -88,7 +88,31 @@ def client(settings: Settings) -> MlflowClient:
 def _pip_requirements() -> list[str]:
     from importlib import metadata
 
-    return [f"{d}=={metadata.version(d)}" for d in ("scikit-learn", "pandas", "numpy", "scipy")]
+    return [f"{d}=={metadata.version(d)}" for d in ("scikit-learn", "pandas", "numpy", "scipy", "skops")]
+
+
+# Types of Loopline's own pipeline that skops does not trust by default, reviewed: the tree nodes of
+# HistGradientBoosting (their indices are not bounds-checked, so a *malicious* file could crash predict) and
+# the partial(check_array) the estimator keeps. We load only models we trained and logged ourselves.
+REVIEWED_SKOPS_TYPES = frozenset({
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
+})
+
+
+def _skops_trusted_types(model: Any) -> list[str]:
+    """The reviewed types the model needs; any other untrusted type stops the save for a person to review."""
+    import skops.io as sio
+
+    untrusted = set(sio.get_untrusted_types(data=sio.dumps(model)))
+    unreviewed = sorted(untrusted - REVIEWED_SKOPS_TYPES)
+    if unreviewed:
+        raise TypeError(
+            f"the model holds types skops does not trust and nobody reviewed: {unreviewed}; review them and add "
+            "them to loopline.tracking.REVIEWED_SKOPS_TYPES, or change the pipeline"
+        )
+    return sorted(untrusted)
 
 
 def log_training_run(
@@ -141,6 +165,8 @@ def log_training_run(
             signature=signature,
             input_example=example,
             pip_requirements=_pip_requirements(),
+            serialization_format="skops",
+            skops_trusted_types=_skops_trusted_types(result.model),
             registered_model_name=settings.model_name if register else None,
         )
     registered_version = str(info.registered_model_version) if register else ""

@@ -103,8 +103,9 @@ def validate_or_raise(frame: Any, suite: str, *, store: PartitionStore, dataset:
     """GX-validate a frame; on failure write the full result beside the partition and raise (no retry)."""
     from loopline.validation import validate, write_results
 
-    summary = validate(frame, suite, data_name=what)
+    summary = validate(frame, suite, data_name=what, render_docs=False)  # the page only matters on failure
     if not summary.success:
+        summary = validate(frame, suite, data_name=what, render_docs=True)
         write_results(summary, store, dataset, version, ds)
         raise _validation_failure(summary, what)
     return summary.as_dict()
@@ -247,7 +248,8 @@ def plan_retrain(context: Context) -> dict[str, Any]:
         logical_date=logical.date() if logical is not None else None,
         window_days=int(params.get("window_days") or settings.train_window_days),
         validation_days=int(params.get("validation_days") or settings.validation_days),
-        cooldown_days=int(params.get("cooldown_days") if params.get("cooldown_days") is not None else 14),
+        cooldown_days=int(params["cooldown_days"] if params.get("cooldown_days") is not None
+                          else settings.retrain_cooldown_days),
         force=bool(params.get("force")),
         hyperparameters=dict(params.get("hyperparameters") or {}),
     )

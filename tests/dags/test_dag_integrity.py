@@ -14,7 +14,8 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("loopline_*.py"))
 EXPECTED = {"loopline_feature_backfill", "loopline_batch_scoring", "loopline_drift_monitor", "loopline_retrain"}
-HEAVY = ["pandas", "numpy", "pyarrow", "sklearn", "scipy", "mlflow", "great_expectations", "boto3", "google.cloud.storage", "google.cloud.bigquery"]
+HEAVY = ["pandas", "numpy", "pyarrow", "sklearn", "scipy", "mlflow", "great_expectations", "boto3",
+         "google.cloud.storage", "google.cloud.bigquery"]
 
 # Runs in a fresh interpreter per file: imports the DAG file with every database and socket call made to fail,
 # then reports what the file defined and which heavy modules it pulled in.

@@ -59,27 +59,7 @@ def it_settings(mlflow_server_session: MlflowServer, tmp_path_factory: pytest.Te
 
 
 @pytest.fixture(scope="session")
-def _skops_trust_shim() -> Iterator[None]:
-    """SHIM until loopline.tracking passes ``skops_trusted_types``: MLflow 3.17 saves scikit-learn models
-    with skops and refuses types it does not trust (HistGradientBoosting's TreePredictor). The models here
-    are our own, so trust exactly the types skops reports for each one. No-op once tracking passes them."""
-    import mlflow.sklearn
-    import skops.io
-
-    real = mlflow.sklearn.log_model
-
-    def log_model(sk_model: Any, *args: Any, **kwargs: Any) -> Any:
-        if "skops_trusted_types" not in kwargs and "serialization_format" not in kwargs:
-            kwargs["skops_trusted_types"] = skops.io.get_untrusted_types(data=skops.io.dumps(sk_model))
-        return real(sk_model, *args, **kwargs)
-
-    mlflow.sklearn.log_model = log_model
-    yield
-    mlflow.sklearn.log_model = real
-
-
-@pytest.fixture(scope="session")
-def trained(it_settings: Settings, feature_store: PartitionStore, _skops_trust_shim: None) -> dict[str, Trained]:
+def trained(it_settings: Settings, feature_store: PartitionStore) -> dict[str, Trained]:
     """weak / strong on the window ending 2013-02-04, strong_early on the window ending 2013-02-01."""
     from loopline.tracking import client, log_training_run
     from loopline.training import TrainingWindow, load_window, train

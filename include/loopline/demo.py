@@ -1,0 +1,269 @@
+"""``make demo``: the whole loop through Airflow, as a user would drive it — then a summary.
+
+1. Start the embedded stack (SQLite metadata DB, LocalExecutor sized for two cores, api-server, scheduler,
+   dag-processor, triggerer, ``mlflow server``), all on loopback.
+2. Unpause the four DAGs over the REST API.
+3. Backfill features for the bootstrap window (January–February 2013) with ``POST /api/v2/backfills`` and
+   trigger ``loopline_retrain`` by hand on it: the first champion. Score those days by hand.
+4. Backfill the rest of 2013 month by month. Each features day triggers scoring, each scored batch the drift
+   monitor; drifted days reach ``loopline_retrain`` through the triggerer's ``DriftEventTrigger``. Waiting
+   for the loop to settle between months keeps the replay in data order (the model a day is scored with is
+   the one production would have had), as days arriving one by one would.
+5. Stop everything; print the summary and write it to ``.loopline/demo-summary.json``.
+
+``python -m loopline.demo up`` starts the same stack on the same data and leaves it running (UI addresses and
+the admin password file are printed); ``python -m loopline.demo down`` stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loopline.airflow_client import AirflowClient
+from loopline.settings import Settings
+from loopline.stack import Stack, StackConfig, reset_home, stop_from_state
+
+DAGS = ("loopline_feature_backfill", "loopline_batch_scoring", "loopline_drift_monitor", "loopline_retrain")
+ACTIVE = ("queued", "running")
+
+
+def _say(msg: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+def client_for(stack: Stack) -> AirflowClient:
+    return AirflowClient(stack.config.api_url, "admin", stack.admin_password())
+
+
+def wait_for_dags(client: AirflowClient, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = {d["dag_id"] for d in client.dags()}
+        if set(DAGS) <= seen:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the dag-processor did not register {set(DAGS) - seen} within {timeout:.0f}s")
+
+
+def active_runs(client: AirflowClient) -> int:
+    return sum(len(client.dag_runs(d, state=list(ACTIVE))) for d in DAGS)
+
+
+def settle(client: AirflowClient, quiet_seconds: float, timeout: float = 1800) -> None:
+    """Wait until no run of any Loopline DAG is queued or running for ``quiet_seconds`` in a row.
+
+    The quiet period must outlast the drift watcher's poll interval, so a drift event still on its way from
+    the triggerer is not mistaken for a settled loop.
+    """
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    while time.monotonic() < deadline:
+        if active_runs(client):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_seconds:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the loop did not settle within {timeout:.0f}s")
+
+
+def backfill(client: AirflowClient, start: dt.date, end: dt.date, max_active_runs: int) -> dict[str, Any]:
+    bf = client.create_backfill("loopline_feature_backfill", start.isoformat(), end.isoformat(),
+                                max_active_runs=max_active_runs)
+    return client.wait_backfill(int(bf["id"]), timeout=3600)
+
+
+def months(start: dt.date, end: dt.date, chunk_days: int) -> list[tuple[dt.date, dt.date]]:
+    """Split ``start..end`` into calendar months (or ``chunk_days``-day chunks when chunk_days < 28)."""
+    out = []
+    cur = start
+    while cur <= end:
+        if chunk_days >= 28:
+            nxt = (cur.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+        else:
+            nxt = cur + dt.timedelta(days=chunk_days)
+        out.append((cur, min(end, nxt - dt.timedelta(days=1))))
+        cur = nxt
+    return out
+
+
+def run_demo(args: argparse.Namespace) -> dict[str, Any]:
+    home = Path(args.home).resolve()
+    reset_home(home)
+    settings = Settings(home=home, train_window_days=args.window_days)
+    config = StackConfig(home=home, parallelism=args.parallelism,
+                         extra_env={"LOOPLINE_DRIFT_POLL_SECONDS": str(args.poll_seconds)})
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    with Stack(config, settings) as stack:
+        timings["stack_start_s"] = time.monotonic() - t0
+        _say(f"stack up: Airflow {stack.config.api_url}  MLflow {stack.config.mlflow_url}  "
+             f"(admin password in {stack.password_file})")
+        client = client_for(stack)
+        wait_for_dags(client)
+        for dag_id in DAGS:
+            client.set_paused(dag_id, False)
+        _say("DAGs unpaused")
+
+        t = time.monotonic()
+        _say(f"backfilling features {args.start} .. {args.bootstrap_end} (bootstrap window)")
+        backfill(client, args.start, args.bootstrap_end, args.parallelism)
+        settle(client, quiet_seconds=5)
+        run = client.trigger("loopline_retrain", conf={"as_of": args.bootstrap_end.isoformat(),
+                                                      "window_days": (args.bootstrap_end - args.start).days + 1})
+        done = client.wait_run("loopline_retrain", run["dag_run_id"], timeout=900)
+        _say(f"first champion: retrain run {done['state']}")
+        if done["state"] != "success":
+            raise RuntimeError(f"the bootstrap retrain failed; see the task logs under {config.airflow_home}/logs")
+        client.trigger("loopline_batch_scoring", conf={"start_ds": args.start.isoformat(),
+                                                       "end_ds": args.bootstrap_end.isoformat()})
+        settle(client, quiet_seconds=args.poll_seconds * 2 + 5)
+        timings["bootstrap_s"] = time.monotonic() - t
+
+        t = time.monotonic()
+        for lo, hi in months(args.bootstrap_end + dt.timedelta(days=1), args.end, args.chunk_days):
+            _say(f"backfilling features {lo} .. {hi}")
+            backfill(client, lo, hi, args.parallelism)
+            settle(client, quiet_seconds=args.poll_seconds * 2 + 5)
+        timings["replay_s"] = time.monotonic() - t
+        summary = summarize(client, settings)
+    timings["total_s"] = time.monotonic() - t0
+    summary["timings"] = {k: round(v, 1) for k, v in timings.items()}
+    return summary
+
+
+def summarize(client: AirflowClient, settings: Settings) -> dict[str, Any]:
+    """Days scored, drift alerts, retrains, promotions and rejections — from the store, MLflow and Airflow."""
+    from loopline.features import FEATURES_DATASET
+    from loopline.reports import list_drift_reports
+    from loopline.scoring import PREDICTIONS_DATASET
+    from loopline.store import PartitionStore
+    from loopline.tracking import CHAMPION, resolve_alias
+    from loopline.tracking import client as mlflow_client
+
+    store = PartitionStore(settings.store_root)
+    fsv = settings.feature_set_version
+    alerts = [
+        {"ds": r["ds"], "model_version": r.get("model_version"),
+         "top_features": [[n, round(float(v), 3)] for n, v in r["decision"]["top_features"][:3]]}
+        for r in list_drift_reports(store, fsv) if r["decision"]["drifted"]
+    ]
+    retrains: list[dict[str, Any]] = []
+    promotions: list[dict[str, Any]] = []
+    rejections: list[dict[str, Any]] = []
+    c = mlflow_client(settings)
+    for mv in sorted(c.search_model_versions(f"name = '{settings.model_name}'"), key=lambda v: int(v.version)):
+        tags = mv.tags or {}
+        decision = tags.get("loopline.decision", "")
+        entry = {
+            "version": mv.version, "trigger": tags.get("loopline.trigger", "manual"),
+            "window": [tags.get("loopline.window_start"), tags.get("loopline.window_end")],
+            "outcome": decision or "undecided", "reason": tags.get("loopline.decision_reason", ""),
+            "val_roc_auc": _float(tags.get("loopline.val_roc_auc")),
+            "drift_ds": tags.get("loopline.drift_ds"),
+        }
+        retrains.append(entry)
+        (promotions if decision == "promote" else rejections if decision == "reject" else []).append(entry)
+    skipped = []
+    for run in client.dag_runs("loopline_retrain"):
+        states = {ti["task_id"]: ti["state"] for ti in client.task_instances("loopline_retrain", run["dag_run_id"])}
+        if states.get("plan") == "skipped":
+            skipped.append({"run_id": run["dag_run_id"], "run_type": run["run_type"]})
+    return {
+        "days_featured": len(store.days(FEATURES_DATASET, fsv)),
+        "days_scored": len(store.days(PREDICTIONS_DATASET, fsv)),
+        "drift_alerts": alerts,
+        "retrains": retrains,
+        "retrains_skipped": skipped,
+        "promotions": promotions,
+        "rejections": rejections,
+        "champion": resolve_alias(settings, CHAMPION),
+    }
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return round(float(value), 4) if value is not None else None
+    except ValueError:
+        return None
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = [
+        "Loopline demo — 2013 replayed through Airflow",
+        f"  days with features  {summary['days_featured']}",
+        f"  days scored         {summary['days_scored']}",
+        f"  drift alerts        {len(summary['drift_alerts'])}",
+        f"  retrains            {len(summary['retrains'])} "
+        f"(+{len(summary['retrains_skipped'])} skipped: cooldown or stale event)",
+        f"  promotions          {len(summary['promotions'])}",
+        f"  rejections          {len(summary['rejections'])}",
+        f"  champion now        v{summary['champion']}",
+        "",
+        "  version  trigger  window                     outcome  val ROC AUC  drift day",
+    ]
+    for r in summary["retrains"]:
+        window = f"{r['window'][0]}..{r['window'][1]}"
+        auc = f"{r['val_roc_auc']:.4f}" if r["val_roc_auc"] is not None else "-"
+        lines.append(f"  v{r['version']:<7} {r['trigger']:<8} {window:<26} {r['outcome']:<8} {auc:>11}  "
+                     f"{r['drift_ds'] or '-'}")
+    if summary["drift_alerts"]:
+        lines += ["", "  first drift alerts (day, model version, top features by PSI):"]
+        for a in summary["drift_alerts"][:12]:
+            top = ", ".join(f"{n} {v:.2f}" for n, v in a["top_features"])
+            lines.append(f"  {a['ds']}  v{a['model_version']}  {top}")
+    if "timings" in summary:
+        lines += ["", "  wall time: " + ", ".join(f"{k}={v}s" for k, v in summary["timings"].items())]
+    return "\n".join(lines)
+
+
+def up(args: argparse.Namespace) -> None:
+    home = Path(args.home).resolve()
+    settings = Settings(home=home, train_window_days=args.window_days)
+    stack = Stack(StackConfig(home=home, parallelism=args.parallelism), settings).start()
+    print(f"Airflow UI : {stack.config.api_url}   (user admin, password in {stack.password_file})")
+    print(f"MLflow UI  : {stack.config.mlflow_url}")
+    print(f"Logs       : {home / 'logs'}  — stop with `make down`")
+
+
+def _day(s: str) -> dt.date:
+    return dt.date.fromisoformat(s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loopline.demo", description=__doc__.split("\n")[0])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "up", "down"])
+    p.add_argument("--home", default=".loopline/demo", help="state folder (wiped by `run`)")
+    p.add_argument("--start", type=_day, default=dt.date(2013, 1, 1))
+    p.add_argument("--bootstrap-end", type=_day, default=dt.date(2013, 2, 28))
+    p.add_argument("--end", type=_day, default=dt.date(2013, 12, 31))
+    p.add_argument("--chunk-days", type=int, default=31, help="replay chunk: a month (≥28) or N days")
+    p.add_argument("--window-days", type=int, default=60)
+    p.add_argument("--parallelism", type=int, default=3)
+    p.add_argument("--poll-seconds", type=int, default=5, help="drift watcher poll interval")
+    p.add_argument("--summary", default=".loopline/demo-summary.json")
+    args = p.parse_args(argv)
+    if args.command == "down":
+        print("stopped" if stop_from_state(Path(args.home)) else f"no stack recorded in {args.home}")
+        return 0
+    if args.command == "up":
+        up(args)
+        return 0
+    summary = run_demo(args)
+    out = Path(args.summary)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str))
+    print(render(summary))
+    print(f"\nsummary written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Run Loopline's DAGs with ``dag.test()`` in a fresh interpreter against a temporary Airflow home.
+
+Each call starts one Python process that imports the DAG file and runs ``dag.test()`` for each requested
+run, in order, then prints one JSON line per run: the run's state and each task's state. A fresh process
+keeps Airflow's configuration (read once at import) from leaking between tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+RUNNER = r"""
+import datetime as dt, importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("dagfile", sys.argv[1])
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+from airflow.sdk import DAG
+[dag] = [v for v in vars(mod).values() if isinstance(v, DAG)]
+for run in json.loads(sys.argv[2]):
+    kwargs = {"run_conf": run.get("conf") or None}
+    if run.get("logical_date"):
+        kwargs["logical_date"] = dt.datetime.fromisoformat(run["logical_date"]).replace(tzinfo=dt.timezone.utc)
+    else:
+        kwargs["logical_date"] = None
+    dr = dag.test(**kwargs)
+    tis = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dr.get_task_instances()}
+    print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis}), flush=True)
+"""
+
+
+def airflow_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "LOOPLINE_"))}
+    env.update({
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
+        "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP": r"(airflow|loopline|loopline_airflow)\..*",
+        "LOOPLINE_HOME": str(home),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "GIT_PYTHON_REFRESH": "quiet",
+    })
+    env.update(extra or {})
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def dag_test(
+    dag_id: str, runs: list[dict[str, Any]], env: dict[str, str], timeout: float = 600
+) -> list[dict[str, Any]]:
+    """``runs``: ``[{"logical_date": "2013-01-05", "conf": {...}}, ...]``; returns one result per run."""
+    out = subprocess.run([sys.executable, "-c", RUNNER, str(REPO / "dags" / f"{dag_id}.py"), json.dumps(runs)],
+                         env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    results = [json.loads(line[len("RESULT "):]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    assert out.returncode == 0 and len(results) == len(runs), (
+        f"dag.test of {dag_id} exited {out.returncode}\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
+    return results
