@@ -9,13 +9,15 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export UV_PYTHON ?= 3.11
 
-.PHONY: help install demo test test-fast lint typecheck bench clean
+.PHONY: help install demo up down test test-fast lint typecheck bench clean
 
 help:
-	@echo "make demo   - run the whole loop on the embedded default (SQLite, local folder, local MLflow)"
+	@echo "make demo   - replay 2013 through Airflow on the embedded default (SQLite, local folder, local MLflow)"
 	@echo "make test   - lint, type-check and run every test (unit, integration, end to end)"
+	@echo "make up     - start the same stack on the demo's data and leave the Airflow and MLflow UIs running"
+	@echo "make down   - stop what make up started"
 	@echo "make bench  - run the benchmarks in benchmarks/ and print their figures"
-	@echo "make clean  - remove .loopline/ (local state) but keep the environment"
+	@echo "make clean  - remove the local state in .loopline/ but keep the environment"
 
 $(CURDIR)/.loopline/bootstrap/bin/uv:
 	$(PY_BOOT) -m venv $(CURDIR)/.loopline/bootstrap
@@ -28,11 +30,16 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 install: $(VENV)/.synced
 
 demo: install
-	$(PY) -m loopline.demo
+	$(PY) -m loopline.demo run
+
+up: install
+	$(PY) -m loopline.demo up
+
+down: install
+	$(PY) -m loopline.demo down
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check dags plugins || true
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -47,4 +54,4 @@ bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf .loopline/store .loopline/mlflow.db .loopline/mlartifacts .loopline/airflow
+	rm -rf .loopline/demo .loopline/bench .loopline/demo-summary.json

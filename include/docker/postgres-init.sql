@@ -1,0 +1,2 @@
+-- MLflow's backend store lives beside Airflow's metadata DB.
+CREATE DATABASE mlflow OWNER airflow;
