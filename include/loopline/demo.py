@@ -3,12 +3,13 @@
 1. Start the embedded stack (SQLite metadata DB, LocalExecutor sized for two cores, api-server, scheduler,
    dag-processor, triggerer, ``mlflow server``), all on loopback.
 2. Unpause the four DAGs over the REST API.
-3. Backfill features for the bootstrap window (January–February 2013) with ``POST /api/v2/backfills`` and
-   trigger ``loopline_retrain`` by hand on it: the first champion. Score those days by hand.
-4. Backfill the rest of 2013 month by month. Each features day triggers scoring, each scored batch the drift
-   monitor; drifted days reach ``loopline_retrain`` through the triggerer's ``DriftEventTrigger``. Waiting
-   for the loop to settle between months keeps the replay in data order (the model a day is scored with is
-   the one production would have had), as days arriving one by one would.
+3. Create one backfill of ``loopline_feature_backfill`` for the whole range with ``POST /api/v2/backfills``;
+   pause it once January–February are built and trigger ``loopline_retrain`` by hand on them: the first
+   champion. Score those days by hand.
+4. Unpause the backfill and let it run month by month (paused at each month's end). Each features day
+   triggers scoring, each scored batch the drift monitor; drifted days reach ``loopline_retrain`` through the
+   triggerer's ``DriftEventTrigger``. Waiting for the loop to settle between months keeps the replay close to
+   data order (the model a day is scored with is the one production would have had).
 5. Stop everything; print the summary and write it to ``.loopline/demo-summary.json``.
 
 ``python -m loopline.demo up`` starts the same stack on the same data and leaves it running (UI addresses and
@@ -26,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from loopline.airflow_client import AirflowClient
+from loopline.features import FEATURES_DATASET
 from loopline.settings import Settings
 from loopline.stack import Stack, StackConfig, reset_home, stop_from_state
+from loopline.store import PartitionStore
 
 DAGS = ("loopline_feature_backfill", "loopline_batch_scoring", "loopline_drift_monitor", "loopline_retrain")
 ACTIVE = ("queued", "running")
@@ -74,10 +77,18 @@ def settle(client: AirflowClient, quiet_seconds: float, timeout: float = 1800) -
     raise TimeoutError(f"the loop did not settle within {timeout:.0f}s")
 
 
-def backfill(client: AirflowClient, start: dt.date, end: dt.date, max_active_runs: int) -> dict[str, Any]:
-    bf = client.create_backfill("loopline_feature_backfill", start.isoformat(), end.isoformat(),
-                                max_active_runs=max_active_runs)
-    return client.wait_backfill(int(bf["id"]), timeout=3600)
+def wait_for_days(client: AirflowClient, start: dt.date, through: dt.date, timeout: float = 3600) -> None:
+    """Wait until the feature backfill's runs for ``start..through`` have all finished (success or failure:
+    a day that fails validation — 2013-12-31 has no weather at all — must not stall the replay)."""
+    need = (through - start).days + 1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = client.dag_runs("loopline_feature_backfill", run_type=["backfill"], state=["success", "failed"],
+                               logical_date_gte=f"{start}T00:00:00Z", logical_date_lte=f"{through}T00:00:00Z")
+        if len(runs) >= need:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"feature runs through {through} not finished within {timeout:.0f}s")
 
 
 def months(start: dt.date, end: dt.date, chunk_days: int) -> list[tuple[dt.date, dt.date]]:
@@ -112,26 +123,44 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
             client.set_paused(dag_id, False)
         _say("DAGs unpaused")
 
-        t = time.monotonic()
-        _say(f"backfilling features {args.start} .. {args.bootstrap_end} (bootstrap window)")
-        backfill(client, args.start, args.bootstrap_end, args.parallelism)
+        # One backfill for the whole range, paced by pausing it at each month's end. Airflow cannot create a
+        # backfill on SQLite while its scheduler writes (the API answers 503 "Database is locked", and the
+        # half-created runs it cleans up can crash the scheduler), so the scheduler is held for the one
+        # creation; on PostgreSQL (`make stack`) no such hold is needed.
+        store = PartitionStore(settings.store_root)
+        fsv = settings.feature_set_version
         settle(client, quiet_seconds=5)
+        t = time.monotonic()
+        _say(f"backfill of loopline_feature_backfill {args.start} .. {args.end} (POST /api/v2/backfills)")
+        with stack.paused("scheduler"):
+            bf = client.create_backfill("loopline_feature_backfill", args.start.isoformat(), args.end.isoformat(),
+                                        max_active_runs=args.parallelism)
+        backfill_id = int(bf["id"])
+        wait_for_days(client, args.start, args.bootstrap_end)
+        client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
+        settle(client, quiet_seconds=5)
+        _say(f"features through {args.bootstrap_end}: training the first champion (manual retrain)")
         run = client.trigger("loopline_retrain", conf={"as_of": args.bootstrap_end.isoformat(),
                                                       "window_days": (args.bootstrap_end - args.start).days + 1})
         done = client.wait_run("loopline_retrain", run["dag_run_id"], timeout=900)
         _say(f"first champion: retrain run {done['state']}")
         if done["state"] != "success":
             raise RuntimeError(f"the bootstrap retrain failed; see the task logs under {config.airflow_home}/logs")
-        client.trigger("loopline_batch_scoring", conf={"start_ds": args.start.isoformat(),
-                                                       "end_ds": args.bootstrap_end.isoformat()})
+        last = max(store.days(FEATURES_DATASET, fsv))
+        client.trigger("loopline_batch_scoring", conf={"start_ds": args.start.isoformat(), "end_ds": last.isoformat()})
         settle(client, quiet_seconds=args.poll_seconds * 2 + 5)
         timings["bootstrap_s"] = time.monotonic() - t
 
         t = time.monotonic()
-        for lo, hi in months(args.bootstrap_end + dt.timedelta(days=1), args.end, args.chunk_days):
-            _say(f"backfilling features {lo} .. {hi}")
-            backfill(client, lo, hi, args.parallelism)
+        for _, hi in months(args.bootstrap_end + dt.timedelta(days=1), args.end, args.chunk_days):
+            client.request("PUT", f"/api/v2/backfills/{backfill_id}/unpause")
+            wait_for_days(client, args.start, hi)
+            if hi < args.end:
+                client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
             settle(client, quiet_seconds=args.poll_seconds * 2 + 5)
+            _say(f"replayed through {hi}: {len(store.days(FEATURES_DATASET, fsv))} feature days, "
+                 f"{len(client.dag_runs('loopline_retrain'))} retrain runs")
+        client.wait_backfill(backfill_id, timeout=600)
         timings["replay_s"] = time.monotonic() - t
         summary = summarize(client, settings)
     timings["total_s"] = time.monotonic() - t0
@@ -141,10 +170,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 def summarize(client: AirflowClient, settings: Settings) -> dict[str, Any]:
     """Days scored, drift alerts, retrains, promotions and rejections — from the store, MLflow and Airflow."""
-    from loopline.features import FEATURES_DATASET
     from loopline.reports import list_drift_reports
     from loopline.scoring import PREDICTIONS_DATASET
-    from loopline.store import PartitionStore
     from loopline.tracking import CHAMPION, resolve_alias
     from loopline.tracking import client as mlflow_client
 
@@ -176,8 +203,10 @@ def summarize(client: AirflowClient, settings: Settings) -> dict[str, Any]:
         states = {ti["task_id"]: ti["state"] for ti in client.task_instances("loopline_retrain", run["dag_run_id"])}
         if states.get("plan") == "skipped":
             skipped.append({"run_id": run["dag_run_id"], "run_type": run["run_type"]})
+    failed = [r["logical_date"][:10] for r in client.dag_runs("loopline_feature_backfill", state=["failed"])]
     return {
         "days_featured": len(store.days(FEATURES_DATASET, fsv)),
+        "days_failed_validation": sorted(failed),
         "days_scored": len(store.days(PREDICTIONS_DATASET, fsv)),
         "drift_alerts": alerts,
         "retrains": retrains,
@@ -200,6 +229,7 @@ def render(summary: dict[str, Any]) -> str:
         "Loopline demo — 2013 replayed through Airflow",
         f"  days with features  {summary['days_featured']}",
         f"  days scored         {summary['days_scored']}",
+        f"  days failed         {len(summary['days_failed_validation'])} {summary['days_failed_validation'][:5]}",
         f"  drift alerts        {len(summary['drift_alerts'])}",
         f"  retrains            {len(summary['retrains'])} "
         f"(+{len(summary['retrains_skipped'])} skipped: cooldown or stale event)",

@@ -137,6 +137,7 @@ class Stack:
         self.restarts: dict[str, int] = {}
         self.bin = Path(sys.executable).parent
         self._stopping = threading.Event()
+        self._held: set[str] = set()
         self._watchdog: threading.Thread | None = None
 
     # -- configuration ----------------------------------------------------------------------------------
@@ -185,6 +186,11 @@ class Stack:
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
         })
+        if c.metadata_db.startswith("sqlite"):
+            # SQLite allows one writer: wait up to a minute for the lock instead of failing at once (the
+            # scheduler and a backfill being created write at the same time).
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "airflow_local_settings.connect_args"
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "airflow_local_settings.connect_args"
         if c.executor == "CeleryExecutor":
             env["AIRFLOW__CELERY__BROKER_URL"] = c.broker_url
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = c.result_backend or f"db+{c.metadata_db}"
@@ -207,7 +213,7 @@ class Stack:
         self._write_state()
         return proc
 
-    def supervise(self, max_restarts: int = 5, interval: float = 2.0) -> None:
+    def supervise(self, max_restarts: int = 20, interval: float = 2.0) -> None:
         """Restart a component that exits on its own (``restart: unless-stopped`` in compose terms).
 
         The scheduler can die on a transient SQLite lock or foreign-key race when a backfill is created while
@@ -217,7 +223,7 @@ class Stack:
         def watch() -> None:
             while not self._stopping.wait(interval):
                 for name, proc in list(self.procs.items()):
-                    if proc.poll() is None or self._stopping.is_set():
+                    if proc.poll() is None or self._stopping.is_set() or name in self._held:
                         continue
                     count = self.restarts.get(name, 0)
                     if count >= max_restarts:
@@ -277,8 +283,9 @@ class Stack:
         config_dir = self.config.airflow_home / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "airflow_local_settings.py").write_text(
-            '"""Written by loopline.stack: warm the processes that fork task processes."""\n'
+            '"""Written by loopline.stack: SQLite lock timeout, and warm the processes that fork tasks."""\n'
             "import os\n\n"
+            "connect_args = {\"timeout\": 60}\n\n"
             'if os.environ.get("LOOPLINE_PRELOAD") == "1":\n'
             "    from loopline_airflow.preload import preload\n\n"
             "    preload()\n"
@@ -310,6 +317,24 @@ class Stack:
         if pending:
             logs = self.config.home / "logs"
             raise StackError(f"not healthy after {timeout:.0f}s: {sorted(pending)}; logs in {logs}")
+
+    @contextmanager
+    def paused(self, name: str, grace: float = 30) -> Iterator[None]:
+        """Stop one component for the duration of the block, then start it again (and wait until healthy).
+
+        Used to create a backfill on SQLite: Airflow cannot create one while its scheduler writes (the API
+        answers 503 "Database is locked", and a half-created backfill it cleans up can crash the scheduler).
+        """
+        self._held.add(name)
+        try:
+            stop_processes({name: self.procs[name].pid}, grace)
+            self.procs[name].wait(timeout=5)
+            yield
+        finally:
+            args, env = self.specs[name]
+            self._spawn(name, args, env)
+            self._held.discard(name)
+            self.wait_healthy()
 
     def stop(self, grace: float = 20) -> None:
         self._stopping.set()

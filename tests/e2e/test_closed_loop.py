@@ -86,7 +86,9 @@ def test_api_refuses_calls_without_a_token(stack: Stack) -> None:
 
 
 def test_unshifted_days_trigger_no_retrain(stack: Stack, api: AirflowClient) -> None:
-    bf = api.create_backfill("loopline_feature_backfill", FIRST.isoformat(), CALM_END.isoformat(), max_active_runs=3)
+    with stack.paused("scheduler"):  # SQLite: no backfill creation while the scheduler writes
+        bf = api.create_backfill("loopline_feature_backfill", FIRST.isoformat(), CALM_END.isoformat(),
+                                 max_active_runs=3)
     assert api.wait_backfill(int(bf["id"]), timeout=900)["completed_at"]
     settle(api, quiet_seconds=5)
     run = api.trigger("loopline_retrain", conf={"as_of": AS_OF.isoformat(), "window_days": 28})
@@ -106,8 +108,9 @@ def test_known_shift_fires_a_drift_retrain(stack: Stack, api: AirflowClient) -> 
     store = PartitionStore(stack.settings.store_root)
     for day in SHIFTED:
         shift_day(store, day)
-    bf = api.create_backfill("loopline_feature_backfill", SHIFTED[0].isoformat(), SHIFTED[-1].isoformat(),
-                             max_active_runs=3)
+    with stack.paused("scheduler"):
+        bf = api.create_backfill("loopline_feature_backfill", SHIFTED[0].isoformat(), SHIFTED[-1].isoformat(),
+                                 max_active_runs=3)
     api.wait_backfill(int(bf["id"]), timeout=600)
     deadline = time.monotonic() + 600
     drift_runs: list[dict] = []

@@ -41,8 +41,11 @@ def loop(tmp_path_factory: pytest.TempPathFactory, mlflow_server_session, source
 
 
 def test_feature_backfill_builds_one_day_idempotently_and_skips_empty_days(loop: Loop) -> None:
+    # A manual run builds the latest complete interval before its logical date (the day before); params.ds
+    # picks a day explicitly.
     runs = dag_test("loopline_feature_backfill", [
-        {"logical_date": AS_OF.isoformat()}, {"logical_date": AS_OF.isoformat()}, {"logical_date": "2014-01-01"},
+        {"logical_date": (AS_OF + dt.timedelta(days=1)).isoformat()}, {"conf": {"ds": AS_OF.isoformat()}},
+        {"conf": {"ds": "2014-01-01"}},
     ], loop.env)
     assert [r["tis"]["build_features"] for r in runs] == ["success", "success", "skipped"]
     manifest = loop.store.manifest(FEATURES_DATASET, "1", AS_OF)
@@ -99,7 +102,7 @@ def test_bad_raw_day_fails_with_gx_and_writes_nothing(loop: Loop, source: NycFli
     flights = loop.store.read(RAW_FLIGHTS, RAW_VERSION, bad)
     flights.loc[flights.index[:50], "distance"] = -5.0
     loop.store.write(RAW_FLIGHTS, RAW_VERSION, bad, flights)
-    [run] = dag_test("loopline_feature_backfill", [{"logical_date": bad.isoformat()}], env)
+    [run] = dag_test("loopline_feature_backfill", [{"conf": {"ds": bad.isoformat()}}], env)
     assert run["tis"] == {"build_features": "failed"}
     assert not loop.store.exists(FEATURES_DATASET, "1", bad)
     result = json.loads(loop.store.read_side_file("validation", RAW_FLIGHTS, RAW_VERSION, bad, "gx_result.json"))
