@@ -53,6 +53,49 @@ def score_batches(
                             "feature_set_version": pd.Series(dtype="string")})
 
 
+def score_batches_concurrently(
+    model: Any,
+    batches: Iterator[Any],
+    version: str,
+    model_name: str,
+    model_version: str,
+    workers: int,
+) -> Iterator[pd.DataFrame]:
+    """:func:`score_batches` on ``workers`` threads, one OpenMP thread each, output in input order.
+
+    Why: HistGradientBoosting's ``predict_proba`` opens one OpenMP fork/join barrier per tree per call, so
+    scoring many small batches with two OpenMP threads spends most of its CPU busy-waiting at barriers
+    (measured by ``benchmarks/scoring.py``: about half the CPU time went there). One OpenMP thread per batch
+    and one batch per worker removes the barriers; prediction releases the GIL, so threads run in parallel.
+    At most ``workers`` batches are in flight, which bounds memory.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    limits: list[Any] = []
+
+    def init() -> None:
+        limits.append(threadpool_limits(1, user_api="openmp"))  # per thread; keep a reference alive
+
+    def one(batch: Any) -> pd.DataFrame:
+        return next(score_batches(model, iter([batch]), version, model_name, model_version))
+
+    pending: deque[Future[pd.DataFrame]] = deque()
+    submitted = False
+    with ThreadPoolExecutor(max_workers=workers, initializer=init) as pool:
+        for batch in batches:
+            submitted = True
+            pending.append(pool.submit(one, batch))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    if not submitted:  # an empty features partition still gets an (empty) predictions partition
+        yield from score_batches(model, iter(()), version, model_name, model_version)
+
+
 def score_partition(
     store: PartitionStore,
     ds: str | dt.date,
@@ -62,14 +105,20 @@ def score_partition(
     model_name: str,
     model_version: str,
     batch_rows: int = 65_536,
+    workers: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Score the features partition of ``ds`` and write (or replace) its predictions partition."""
+    """Score the features partition of ``ds`` and write (or replace) its predictions partition.
+
+    ``workers`` threads score batches concurrently (default: the CPU count); 1 scores in the calling thread.
+    """
+    import os
+
     day = as_day(ds)
     columns = list(PREDICTION_KEYS) + model_columns(version)
     batches = store.iter_batches(FEATURES_DATASET, version, day, batch_rows, columns=columns)
     meta = {"model_name": model_name, "model_version": str(model_version), **(extra or {})}
-    return store.write_batches(
-        PREDICTIONS_DATASET, version, day, score_batches(model, batches, version, model_name, model_version),
-        extra=meta,
-    )
+    n = workers or os.cpu_count() or 1
+    scored = (score_batches(model, batches, version, model_name, model_version) if n == 1 else
+              score_batches_concurrently(model, batches, version, model_name, model_version, n))
+    return store.write_batches(PREDICTIONS_DATASET, version, day, scored, extra=meta)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -79,16 +81,19 @@ def _plan(api: AirflowClient, run_id: str) -> dict | None:
 
 
 def test_api_refuses_calls_without_a_token(stack: Stack) -> None:
-    anonymous = AirflowClient(stack.config.api_url, token="not-a-token", retries=0)
-    with pytest.raises(AirflowAPIError) as err:
-        anonymous.dags()
-    assert err.value.status == 401
+    for path in ("/api/v2/dags", "/api/v2/backfills?dag_id=loopline_feature_backfill", "/api/v2/assets/events"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{stack.config.api_url}{path}", timeout=10)
+        assert err.value.code == 401, path
+    forged = AirflowClient(stack.config.api_url, token="not-a-token", retries=0)
+    with pytest.raises(AirflowAPIError) as bad:
+        forged.dags()
+    assert bad.value.status in {401, 403}
 
 
 def test_unshifted_days_trigger_no_retrain(stack: Stack, api: AirflowClient) -> None:
-    with stack.paused("scheduler"):  # SQLite: no backfill creation while the scheduler writes
-        bf = api.create_backfill("loopline_feature_backfill", FIRST.isoformat(), CALM_END.isoformat(),
-                                 max_active_runs=3)
+    bf = stack.create_backfill(api, "loopline_feature_backfill", FIRST.isoformat(), CALM_END.isoformat(),
+                               max_active_runs=3)
     assert api.wait_backfill(int(bf["id"]), timeout=900)["completed_at"]
     settle(api, quiet_seconds=5)
     run = api.trigger("loopline_retrain", conf={"as_of": AS_OF.isoformat(), "window_days": 28})
@@ -108,9 +113,8 @@ def test_known_shift_fires_a_drift_retrain(stack: Stack, api: AirflowClient) -> 
     store = PartitionStore(stack.settings.store_root)
     for day in SHIFTED:
         shift_day(store, day)
-    with stack.paused("scheduler"):
-        bf = api.create_backfill("loopline_feature_backfill", SHIFTED[0].isoformat(), SHIFTED[-1].isoformat(),
-                                 max_active_runs=3)
+    bf = stack.create_backfill(api, "loopline_feature_backfill", SHIFTED[0].isoformat(), SHIFTED[-1].isoformat(),
+                               max_active_runs=3)
     api.wait_backfill(int(bf["id"]), timeout=600)
     deadline = time.monotonic() + 600
     drift_runs: list[dict] = []

@@ -31,6 +31,9 @@ def test_streamed_scores_equal_in_memory(feature_store: PartitionStore, tmp_path
     assert m.extra["model_version"] == "7"
     again = score_partition(out, day, model, version="1", model_name="delay", model_version="7", batch_rows=5000)
     assert again.content_hash == m.content_hash  # batch size does not change the result
+    serial = score_partition(out, day, model, version="1", model_name="delay", model_version="7", batch_rows=97,
+                             workers=1)
+    assert serial.content_hash == m.content_hash  # neither do the scoring threads (order is kept)
 
 
 def test_empty_partition_scores_to_empty_predictions(tmp_path, model) -> None:  # type: ignore[no-untyped-def]
