@@ -138,7 +138,7 @@ def build_features(context: Context) -> dict[str, Any]:
     checks = validate_or_raise(frame, "features", store=store, dataset=FEATURES_DATASET, version=version, ds=day,
                                what=f"features of {day}")
     manifest = store.write(FEATURES_DATASET, version, day, frame, extra=_run_extra(context))
-    result = {
+    result: dict[str, Any] = {
         "ds": day.isoformat(), "uri": store.uri(FEATURES_DATASET, version, day), "rows": manifest.rows,
         "content_hash": manifest.content_hash, "feature_set_version": version,
         "validation": {"success": checks["success"], "statistics": checks["statistics"]},
