@@ -61,10 +61,9 @@ def test_all_four_dags_exist() -> None:
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
-def test_dag_file_is_cheap_and_well_formed(path: Path, tmp_path: Path) -> None:
+def test_dag_file_is_light_and_well_formed(path: Path, tmp_path: Path) -> None:
     probe = _probe(path, tmp_path)
     assert probe["heavy"] == [], f"{path.name} imports heavy modules at parse time: {probe['heavy']}"
-    assert probe["seconds"] < 10, f"{path.name} took {probe['seconds']:.1f}s to import"
     [dag] = probe["dags"]
     assert dag["dag_id"] == path.stem
     assert "loopline" in dag["tags"] and dag["doc_md"] and dag["owner"] == "loopline"
