@@ -29,7 +29,7 @@ class AirflowClient:
     """``AirflowClient("http://127.0.0.1:8080", "admin", password)``."""
 
     def __init__(self, base_url: str, username: str | None = None, password: str | None = None,
-                 token: str | None = None, timeout: float = 30, retries: int = 8) -> None:
+                 token: str | None = None, timeout: float = 90, retries: int = 8) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
@@ -56,6 +56,7 @@ class AirflowClient:
         req.add_header("Accept", "application/json")
         if auth:
             req.add_header("Authorization", f"Bearer {self.token()}")
+        idempotent = method in {"GET", "PUT", "PATCH", "DELETE"}
         for attempt in range(self.retries + 1):
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
@@ -66,6 +67,11 @@ class AirflowClient:
                 # 503: the server is up but busy (e.g. SQLite locked by the scheduler) — nothing was done.
                 if err.code != 503 or attempt == self.retries:
                     raise error from None
+            except (TimeoutError, urllib.error.URLError, ConnectionError):
+                # No answer (a request waiting on a database lock, a restarting server): only a call that
+                # may safely run twice is sent again; a POST might have taken effect.
+                if not idempotent or attempt == self.retries:
+                    raise
             time.sleep(min(2.0 * (attempt + 1), 10.0))
         raise AssertionError("unreachable")
 

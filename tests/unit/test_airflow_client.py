@@ -1,0 +1,72 @@
+"""The REST client: retries only what is safe to send twice."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from loopline.airflow_client import AirflowAPIError, AirflowClient
+
+pytestmark = pytest.mark.unit
+
+
+class Flaky(BaseHTTPRequestHandler):
+    """First call to each path stalls past the client's timeout (or answers 503 for /busy); later calls work."""
+
+    seen: dict[str, int] = {}
+
+    def _answer(self) -> None:
+        n = Flaky.seen[self.path] = Flaky.seen.get(self.path, 0) + 1
+        if self.path == "/busy" and n == 1:
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b'{"detail": "Database is locked."}')
+            return
+        if n == 1 and self.path != "/busy":
+            time.sleep(1.5)
+        body = json.dumps({"path": self.path, "calls": n}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Flaky.seen = {}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_idempotent_calls_are_retried_after_a_timeout(server: str) -> None:
+    c = AirflowClient(server, token="t", timeout=0.5, retries=2)
+    assert c.request("PUT", "/api/v2/backfills/1/pause")["calls"] >= 2
+
+
+def test_a_post_is_not_sent_twice_after_a_timeout(server: str) -> None:
+    c = AirflowClient(server, token="t", timeout=0.5, retries=2)
+    with pytest.raises(TimeoutError):
+        c.request("POST", "/api/v2/backfills", {"dag_id": "x"})
+    time.sleep(1.6)
+    assert Flaky.seen["/api/v2/backfills"] == 1
+
+
+def test_503_is_retried_and_other_errors_are_not(server: str) -> None:
+    c = AirflowClient(server, token="t", timeout=5, retries=2)
+    assert c.request("POST", "/busy")["calls"] == 2
+    no_retry = AirflowClient(server, token="t", timeout=5, retries=0)
+    Flaky.seen["/busy"] = 0
+    with pytest.raises(AirflowAPIError) as err:
+        no_retry.request("GET", "/busy")
+    assert err.value.status == 503
