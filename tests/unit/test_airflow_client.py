@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from loopline.airflow_client import AirflowAPIError, AirflowClient
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.unit
 class Flaky(BaseHTTPRequestHandler):
     """First call to each path stalls past the client's timeout (or answers 503 for /busy); later calls work."""
 
-    seen: dict[str, int] = {}
+    seen: ClassVar[dict[str, int]] = {}
 
     def _answer(self) -> None:
         n = Flaky.seen[self.path] = Flaky.seen.get(self.path, 0) + 1
