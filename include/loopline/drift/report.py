@@ -119,7 +119,7 @@ class FeatureDrift:
             kl = metrics.kl_divergence(p_scored, q_scored)
             jsd = metrics.js_divergence(p, q)
             js = math.sqrt(jsd)
-            js2 = metrics.js_distance(p, q, base=2)
+            js2 = math.sqrt(jsd / math.log(2))  # jensenshannon(p, q, base=2), without a second pass
         score = {"psi": psi, "js": js, "kl": kl}[config.severity_metric]
         severity = config.severity(score)
         return cls(

@@ -261,3 +261,20 @@ def test_report_outputs(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in page
     assert "num" in report.to_table()
+
+
+def test_html_ranks_by_severity_and_explains_the_bands() -> None:
+    rng = np.random.default_rng(4)
+    n = 5000
+    ref = pd.DataFrame({"steady": rng.normal(0, 1, n), "shifted": rng.normal(0, 1, n),
+                        "city": rng.choice(["a", "b", "c"], n)})
+    cur = pd.DataFrame({"steady": rng.normal(0, 1, n), "shifted": rng.normal(2, 1, n),
+                        "city": rng.choice(["a", "b", "zz"], n)})
+    report = compare_frames(ref, cur)
+    page = report.to_html()
+    assert page.index(">shifted</a>") < page.index(">steady</a>")  # the major feature is listed first
+    assert "How to read this." in page and "from 0.1" in page and "from 0.2" in page
+    assert page.count(">reference</text>") == len(report.features)  # a legend in every chart
+    assert "100%" in page or "50%" in page or "25.0%" in page  # a y axis with percentages
+    assert "Largest shifts" in page and "<b>(unseen)</b>" in page  # the unseen category's bar is named
+    assert page == compare_frames(ref, cur).to_html()  # stable ids: the same page on every run
