@@ -8,6 +8,7 @@ installed: a folder store and an MLflow tracking database under ``.loopline/`` i
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,12 @@ class Settings:
     Attributes:
         home: Folder for local state (store, MLflow database, reports). ``LOOPLINE_HOME``.
         store_root: URI of the partition store root (``file://``, ``s3://``, ``gs://``). ``LOOPLINE_STORE_ROOT``.
+        store_conn_id: Airflow connection the Airflow layer opens the store root with
+            (``LOOPLINE_STORE_CONN_ID``; default by scheme: ``aws_default`` for ``s3://``,
+            ``google_cloud_default`` for ``gs://``). Not used outside Airflow.
+        store_options: fsspec storage options for the store root as a JSON object, used outside Airflow
+            (``LOOPLINE_STORE_OPTIONS``, e.g. ``{"endpoint_url": "http://127.0.0.1:9000"}``). Keep secrets out
+            of it: s3fs and gcsfs read the standard ``AWS_*`` / ``GOOGLE_APPLICATION_CREDENTIALS`` variables.
         mlflow_tracking_uri: MLflow tracking URI. ``LOOPLINE_MLFLOW_TRACKING_URI``.
         mlflow_artifact_root: Artifact location for the experiment when Loopline creates it.
         experiment_name: MLflow experiment for training runs.
@@ -45,10 +52,20 @@ class Settings:
         drift_share: Share of drifted features that makes the data drifted (``LOOPLINE_DRIFT_SHARE``).
         retrain_cooldown_days: A drift retrain is skipped when its window ends within this many days of the
             newest registered version's window.
+        bigquery_flights_table / bigquery_weather_table: Fully qualified tables (``project.dataset.table``)
+            the BigQuery raw source reads (``LOOPLINE_RAW_SOURCE=bigquery``).
+        bigquery_project: Project that runs (and pays for) the query jobs; default: the connection's project.
+        bigquery_location: Location of the query jobs (``US``, ``EU``, ``europe-west1``…); default: the
+            connection's.
+        bigquery_conn_id: Airflow connection of the BigQuery source (``google_cloud_default``).
+        bigquery_day_column: A ``DATE`` column of both tables holding the row's day (their partitioning
+            column), so queries prune partitions; default: ``DATE(year, month, day)``.
     """
 
     home: Path = field(default_factory=_default_home)
     store_root: str = ""
+    store_conn_id: str = ""
+    store_options: str = ""
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
     experiment_name: str = "loopline"
@@ -61,6 +78,12 @@ class Settings:
     drift_window_days: int = 14
     drift_share: float = 0.5
     retrain_cooldown_days: int = 14
+    bigquery_flights_table: str = ""
+    bigquery_weather_table: str = ""
+    bigquery_project: str = ""
+    bigquery_location: str = ""
+    bigquery_conn_id: str = "google_cloud_default"
+    bigquery_day_column: str = ""
 
     def __post_init__(self) -> None:
         home = Path(self.home).resolve()
@@ -82,6 +105,19 @@ class Settings:
             raise SettingsError(f"LOOPLINE_DRIFT_WINDOW_DAYS must be at least 1, got {self.drift_window_days}")
         if not self.feature_set_version or "/" in self.feature_set_version:
             raise SettingsError("LOOPLINE_FEATURE_SET_VERSION must be a non-empty name without '/'")
+        self.storage_options()  # a malformed LOOPLINE_STORE_OPTIONS fails here, not at the first write
+
+    def storage_options(self) -> dict[str, Any]:
+        """``store_options`` parsed: the fsspec storage options of the store root outside Airflow."""
+        if not self.store_options.strip():
+            return {}
+        try:
+            options = json.loads(self.store_options)
+        except ValueError as exc:
+            raise SettingsError(f"LOOPLINE_STORE_OPTIONS is not JSON: {exc}") from exc
+        if not isinstance(options, dict):
+            raise SettingsError(f"LOOPLINE_STORE_OPTIONS must be a JSON object, got {type(options).__name__}")
+        return options
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

