@@ -43,8 +43,17 @@ class DayResult:
         return asdict(self)
 
 
-def store_for(settings: Settings) -> PartitionStore:
-    return PartitionStore(settings.store_root)
+def store_for(settings: Settings, *, fs: Any = None, access: str = "", check: bool = True) -> PartitionStore:
+    """The partition store at ``settings.store_root``.
+
+    Outside Airflow the filesystem comes from fsspec with ``settings.storage_options()`` (and the standard
+    ``AWS_*`` / ``GOOGLE_APPLICATION_CREDENTIALS`` environment that s3fs and gcsfs read); inside Airflow the
+    caller passes the filesystem Airflow built from a connection (``loopline_airflow.hooks.store``) and says so
+    in ``access``. With ``check`` an object-store root whose bucket is missing or whose credentials are refused
+    fails here with :class:`~loopline.store.StoreAccessError`, before any work is done.
+    """
+    store = PartitionStore(settings.store_root, settings.storage_options(), fs=fs, access=access)
+    return store.check() if check else store
 
 
 def build_features_day(

@@ -104,6 +104,7 @@ def read_drift_report(store: PartitionStore, fsv: str, ds: str | dt.date) -> dic
 def report_days(store: PartitionStore, fsv: str) -> list[dt.date]:
     """Days that have a drift report folder, oldest first."""
     base = f"{store.root}/_{REPORTS_KIND}/{DRIFT}/v={fsv}"  # fsspec strips the protocol
+    store.refresh()  # the triggerer polls with one long-lived filesystem: no stale listing
     if not store.fs.exists(base):
         return []
     days = []

@@ -199,7 +199,8 @@ class MLflowModelPromotionOperator(_RegistryOperator):
 
     def _execute(self, context: Context) -> dict[str, Any]:
         from loopline import promotion
-        from loopline.store import PartitionStore
+
+        from loopline_airflow.hooks.store import partition_store
 
         version = str(self.candidate_version or "").strip()
         if not version or version.lower() == "none":
@@ -230,7 +231,7 @@ class MLflowModelPromotionOperator(_RegistryOperator):
         if (candidate.tags or {}).get(promotion.TAG_VALIDATION_PASSED, "").lower() == "false":
             passed = False
         promotion.mark_challenger(registry, version)
-        store = PartitionStore(self.store_root or self.hook.settings().store_root)
+        store = partition_store(self.hook.settings(), root=self.store_root or None)
         comparison = promotion.compare_on_same_window(
             registry, version, champion, store=store, settings=self.hook.settings()
         )

@@ -99,7 +99,9 @@ class GXValidationOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from loopline import validation
-        from loopline.store import PartitionNotFoundError, PartitionStore
+        from loopline.store import PartitionNotFoundError
+
+        from loopline_airflow.hooks.store import partition_store
 
         if self.on_failure not in ("fail", "warn"):
             raise LooplineConfigurationError(f"on_failure={self.on_failure!r}; use 'fail' or 'warn'")
@@ -109,7 +111,7 @@ class GXValidationOperator(BaseOperator):
             raise LooplineConfigurationError(
                 "nothing to validate: pass dataset_uri, or dataset + version + ds, or frame_callable"
             )
-        store = PartitionStore(str(root)) if located else None
+        store = partition_store(root=str(root)) if located else None
         name = store.uri(str(dataset), str(version), str(ds)) if store else f"{self.task_id}:frame"
         try:
             validation.load_suite(self.suite)  # a clear error for a bad suite before reading any data

@@ -27,9 +27,10 @@ MAX_SEEN = 1000
 
 
 def _store(store_root: str) -> Any:
-    from loopline.store import PartitionStore
+    # Called in a worker thread (asyncio.to_thread): the provider builds its filesystem synchronously.
+    from loopline_airflow.hooks.store import partition_store
 
-    return PartitionStore(store_root)
+    return partition_store(root=store_root, check=False)
 
 
 def check_drift(
