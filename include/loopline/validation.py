@@ -2,9 +2,10 @@
 
 A suite is a JSON file (``include/gx/suites/<name>.json``, GX's own suite format: ``name`` and a list of
 ``{"type", "kwargs"}`` expectations). :func:`validate` runs it on a pandas frame in an *ephemeral* GX context
-(nothing written to a GX project folder) and returns a :class:`ValidationSummary`: the verdict, GX's
-statistics and one line per failing expectation. :func:`write_results` stores the full GX result (JSON) and a
-GX Data Docs page (HTML) in the store's side tree, beside — never inside — the partition::
+(nothing written to a GX project folder; one context per process, each suite registered in it once) and
+returns a :class:`ValidationSummary`: the verdict, GX's statistics and one line per failing expectation.
+:func:`write_results` stores the full GX result (JSON) and a GX Data Docs page (HTML) in the store's side
+tree, beside — never inside — the partition::
 
     <root>/_validation/<dataset>/v=<version>/ds=<ds>/gx_result.json
     <root>/_validation/<dataset>/v=<version>/ds=<ds>/data_docs.html
@@ -19,6 +20,7 @@ import functools
 import json
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,25 +122,42 @@ def _gx() -> Any:
     return gx
 
 
-def validate(
-    frame: pd.DataFrame, suite: str | Path, *, data_name: str, render_docs: bool = True
-) -> ValidationSummary:
-    """Validate ``frame`` against a suite file in an ephemeral GX context.
+_CONTEXT_LOCK = threading.Lock()
+_DEFINITIONS: dict[tuple[str, str], Any] = {}  # (suite path, suite content) -> ValidationDefinition
+_NAMES_IN_CONTEXT: set[str] = set()
 
-    Args:
-        frame: The data (a partition, or a frame not yet written).
-        suite: Suite path or shipped suite name (``raw_flights``, ``features``, ``predictions``).
-        data_name: What the data is, for messages and the GX result (e.g. the partition URI).
-        render_docs: Also render the GX Data Docs page (kept in ``data_docs_html``).
+
+@functools.cache
+def _context() -> Any:
+    """The process's one ephemeral GX context (nothing written to disk), built on first use.
+
+    Why one per process: building a context and registering a suite, a data source and a validation
+    definition costs as much as a small validation; a task validates two or more frames, and
+    :func:`warm` builds them in the process that forks task processes so each task starts with them.
     """
-    spec = load_suite(suite)
-    path = resolve_suite(suite)
     gx = _gx()
-    from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def _prepare(suite: str | Path) -> tuple[dict[str, Any], Path, Any]:
+    """The suite's spec, path and validation definition; built once per suite *content* and process."""
+    spec = load_suite(suite)
+    path = resolve_suite(suite)
+    key = (str(path), json.dumps(spec, sort_keys=True, default=str))
+    with _CONTEXT_LOCK:
+        definition = _DEFINITIONS.get(key)
+        if definition is None:
+            definition = _DEFINITIONS[key] = _build(spec, path)
+    return spec, path, definition
+
+
+def _build(spec: dict[str, Any], path: Path) -> Any:
+    gx = _gx()
+    from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     # GX logs and *drops* an expectation it cannot build; a typo would then silently pass. Build each first.
@@ -148,21 +167,64 @@ def validate(
         except Exception as exc:
             raise SuiteError(f"expectation suite {path} cannot be loaded by Great Expectations: expectation "
                              f"#{i} ({exp.get('type')}): {exc}") from exc
+    # Two different files (or an edited one) may share a suite name; the context needs unique names.
+    name = str(spec["name"])
+    unique = name if name not in _NAMES_IN_CONTEXT else f"{name}~{len(_NAMES_IN_CONTEXT)}"
     try:
-        suite_obj = ExpectationSuite(name=str(spec["name"]), expectations=spec["expectations"],
-                                     meta=spec.get("meta") or {})
+        suite_obj = ExpectationSuite(name=unique, expectations=spec["expectations"], meta=spec.get("meta") or {})
     except Exception as exc:  # GX raises several types for bad kwargs
         raise SuiteError(f"expectation suite {path} cannot be loaded by Great Expectations: {exc}") from exc
     if len(suite_obj.expectations) != len(spec["expectations"]):
         raise SuiteError(f"expectation suite {path}: Great Expectations kept {len(suite_obj.expectations)} of "
                          f"{len(spec['expectations'])} expectations; check their types and kwargs")
+    context = _context()
     suite_obj = context.suites.add(suite_obj)
-    source = context.data_sources.add_pandas("loopline")
+    source = context.data_sources.add_pandas(f"loopline-{unique}")
     batch_def = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole")
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"validate-{spec['name']}", data=batch_def, suite=suite_obj)
+        gx.ValidationDefinition(name=f"validate-{unique}", data=batch_def, suite=suite_obj)
     )
-    result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+    _NAMES_IN_CONTEXT.add(name)
+    _NAMES_IN_CONTEXT.add(unique)
+    return definition
+
+
+def warm(suites: tuple[str, ...] = ("raw_flights", "features", "predictions")) -> None:
+    """Build the GX context and the shipped suites' validation definitions now (see :func:`_context`)."""
+    for suite in suites:
+        _prepare(suite)
+
+
+def clear_cache() -> None:
+    """Forget this process's GX context and validation definitions (the next validation builds them)."""
+    with _CONTEXT_LOCK:
+        _DEFINITIONS.clear()
+        _NAMES_IN_CONTEXT.clear()
+        _context.cache_clear()
+
+
+def validate(
+    frame: pd.DataFrame, suite: str | Path, *, data_name: str, render_docs: bool = True,
+    result_format: str = "SUMMARY",
+) -> ValidationSummary:
+    """Validate ``frame`` against a suite file in the process's ephemeral GX context.
+
+    The context and each suite's validation definition are built once per process and suite content
+    (:func:`_prepare`); every call runs the definition on its own frame, so results never carry over.
+
+    Args:
+        frame: The data (a partition, or a frame not yet written).
+        suite: Suite path or shipped suite name (``raw_flights``, ``features``, ``predictions``).
+        data_name: What the data is, for messages and the GX result (e.g. the partition URI).
+        render_docs: Also render the GX Data Docs page (kept in ``data_docs_html``).
+        result_format: GX's result format. ``SUMMARY`` (default) says what failed and how (observed values,
+            unexpected counts and examples); ``BOOLEAN_ONLY`` evaluates every expectation just the same and
+            gives the same verdict and statistics without those details, for less than half the CPU time —
+            for a first pass whose failure is validated again with ``SUMMARY``.
+    """
+    spec, path, definition = _prepare(suite)
+    with _CONTEXT_LOCK:  # one GX context: validations in one process run one at a time
+        result = definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
     full = result.to_json_dict()
     full.setdefault("meta", {})["loopline_data_name"] = data_name
     failures = [_failure(r) for r in result.results if not r.success]

