@@ -9,13 +9,16 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export UV_PYTHON ?= 3.11
 
-.PHONY: help install demo up down test test-fast lint typecheck bench clean
+.PHONY: help install demo up down stack stack-down test test-fast lint typecheck bench clean
 
 help:
 	@echo "make demo   - replay 2013 through Airflow on the embedded default (SQLite, local folder, local MLflow)"
 	@echo "make test   - lint, type-check and run every test (unit, integration, end to end)"
 	@echo "make up     - start the same stack on the demo's data and leave the Airflow and MLflow UIs running"
 	@echo "make down   - stop what make up started"
+	@echo "make stack  - the production topology as local processes: PostgreSQL, CeleryExecutor on Redis (2 workers),"
+	@echo "              api-server, scheduler, dag-processor, triggerer, MLflow on PostgreSQL; returns once healthy"
+	@echo "make stack-down - stop exactly what make stack started"
 	@echo "make bench  - run the benchmarks in benchmarks/ and print their figures"
 	@echo "make clean  - remove the local state in .loopline/ but keep the environment"
 
@@ -37,6 +40,14 @@ up: install
 
 down: install
 	$(PY) -m loopline.demo down
+
+# STACK_HOME / STACK_ARGS (e.g. STACK_ARGS="--database loopline_dev --workers 3") override the defaults.
+STACK_HOME ?= $(CURDIR)/.loopline/stack
+stack: install
+	$(PY) -m loopline.stack up --home $(STACK_HOME) $(STACK_ARGS)
+
+stack-down: install
+	$(PY) -m loopline.stack down --home $(STACK_HOME)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -107,6 +107,16 @@ class AirflowClient:
         rid = urllib.parse.quote(run_id, safe="")
         return list(self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{rid}/taskInstances")["task_instances"])
 
+    def all_task_instances(self, dag_id: str, **params: Any) -> list[dict[str, Any]]:
+        """Task instances of every run of ``dag_id`` (``params`` filter them, e.g. ``state="running"``), paged."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances",
+                                params={"limit": 100, "offset": len(out), **params})
+            out.extend(page["task_instances"])
+            if not page["task_instances"] or len(out) >= page["total_entries"]:
+                return out
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         rid = urllib.parse.quote(run_id, safe="")
         path = f"/api/v2/dags/{dag_id}/dagRuns/{rid}/taskInstances/{task_id}/xcomEntries/{key}"

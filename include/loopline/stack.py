@@ -11,11 +11,15 @@ Every process listens on loopback, runs in its own session (so stopping kills it
 logs to ``<home>/logs/<name>.log``. The running stack is described in ``<home>/stack.json`` so another
 command (``make down``) can stop exactly what was started.
 
-This module starts processes; it does not import Airflow.
+``python -m loopline.stack up|down|restart NAME|status`` is the command line behind ``make stack`` and
+``make stack-down``. This module starts processes; it does not import Airflow.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import secrets
@@ -38,6 +42,22 @@ from loopline.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKGROUND_WRITERS = ("scheduler", "triggerer", "dag-processor")
+DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# docker-compose.yaml's services and the local process (or step) that plays each one in the process topology;
+# postgres and redis are the machine's own servers. tests/unit/test_deploy_files.py keeps the two in step.
+COMPOSE_SERVICES = {
+    "postgres": "PostgreSQL at 127.0.0.1:5432",
+    "redis": "Redis at 127.0.0.1:6379",
+    "airflow-init": "airflow-db-migrate",
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery-worker-*",
+    "mlflow": "mlflow",
+    "flower": "(optional, not started)",
+}
 
 
 class StackError(RuntimeError):
@@ -97,6 +117,27 @@ class StackConfig:
         self.mlflow_port = self.mlflow_port or free_port()
         self.log_server_port = self.log_server_port or free_port()
 
+    @classmethod
+    def production(cls, home: Path, *, database: str = "loopline", pg_url: str = DEFAULT_PG_URL,
+                   redis_url: str = DEFAULT_REDIS_URL, workers: int = 2, concurrency: int = 2,
+                   **kwargs: Any) -> StackConfig:
+        """The production topology as local processes: Airflow on PostgreSQL database ``database``, MLflow on
+        ``<database>_mlflow``, CeleryExecutor on Redis with ``workers`` workers of ``concurrency`` slots."""
+        base = pg_url.rstrip("/")
+        return cls(home=home, executor="CeleryExecutor", metadata_db=f"{base}/{database}",
+                   mlflow_backend=f"{base}/{database}_mlflow", parallelism=workers * concurrency,
+                   celery_workers=workers, celery_concurrency=concurrency, broker_url=redis_url, **kwargs)
+
+    @property
+    def databases(self) -> list[str]:
+        """The PostgreSQL databases this stack uses (created on start when missing)."""
+        return [url for url in (self.metadata_db, self.mlflow_backend) if url.startswith("postgresql")]
+
+    @property
+    def worker_names(self) -> list[str]:
+        n = self.celery_workers if self.executor == "CeleryExecutor" else 0
+        return [f"celery-worker-{i + 1}" for i in range(n)]
+
     @property
     def airflow_home(self) -> Path:
         return self.home / "airflow"
@@ -121,6 +162,9 @@ def _secret(path: Path, make: Any) -> str:
     return value
 
 
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+
+
 def _fernet_key() -> str:
     import base64
 
@@ -132,14 +176,16 @@ class Stack:
 
     def __init__(self, config: StackConfig, settings: Settings | None = None) -> None:
         self.config = config
-        self.settings = settings or Settings(home=config.home)
+        # Everything that talks to MLflow, the tasks and this process alike, goes through the stack's server.
+        self.settings = dataclasses.replace(settings or Settings(home=config.home),
+                                            mlflow_tracking_uri=config.mlflow_url)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.specs: dict[str, tuple[list[str], dict[str, str]]] = {}
         self.restarts: dict[str, int] = {}
         self.bin = Path(sys.executable).parent
         self._stopping = threading.Event()
         self._held: set[str] = set()
         self._watchdog: threading.Thread | None = None
+        self._attached: dict[str, int] = {}
 
     # -- configuration ----------------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -159,8 +205,10 @@ class Stack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{c.api_url}/execution/",
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
             "AIRFLOW__CORE__FERNET_KEY": _secret(secrets_dir / "fernet_key", _fernet_key),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
             "AIRFLOW__API_AUTH__JWT_SECRET": _secret(secrets_dir / "jwt_secret", lambda: secrets.token_urlsafe(32)),
             "AIRFLOW__API__SECRET_KEY": _secret(secrets_dir / "api_secret", lambda: secrets.token_urlsafe(32)),
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -169,9 +217,14 @@ class Stack:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": c.metadata_db,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            # An idle scheduler loop sleeps this long before it looks at finished tasks and new asset events
+            # again (default 1 s): each hop of the loop (features → scoring → drift) waited for it.
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
+            # A task whose process died (a killed worker) is failed and retried after a minute, not five.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
             "AIRFLOW__TRIGGERER__CAPACITY": "50",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # Each stack gets its own log-server port so several can run side by side (tests).
@@ -180,6 +233,10 @@ class Stack:
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
             "GIT_PYTHON_REFRESH": "quiet",
+            # Idle OpenMP threads sleep instead of spinning: on two cores shared by several task processes a
+            # spinning HistGradientBoosting thread burns the CPU the others wait for (measured under load 7-9:
+            # fitting the Jan-Feb model took 119 s wall / 39 s CPU by default, 22 s / 8.6 s passive).
+            "OMP_WAIT_POLICY": "PASSIVE",
             # The MLflow server's background job runner and LiteLLM's cost-map download are not used here.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -196,6 +253,8 @@ class Stack:
             env["AIRFLOW__CELERY__BROKER_URL"] = c.broker_url
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = c.result_backend or f"db+{c.metadata_db}"
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(c.celery_concurrency)
+            # A worker takes one task per free slot, so a busy worker never sits on tasks another could run.
+            env["AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER"] = "1"
         env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
         env.update(c.extra_env)
         return env
@@ -210,7 +269,7 @@ class Stack:
             start_new_session=True, cwd=self.config.home,
         )
         self.procs[name] = proc
-        self.specs[name] = (args, env)
+        self._attached.pop(name, None)
         self._write_state()
         return proc
 
@@ -234,8 +293,7 @@ class Stack:
                     with logs.open("a") as fh:
                         fh.write(f"\n=== loopline.stack: {name} exited with {proc.returncode}; "
                                  f"restart {count + 1} ===\n")
-                    args, env = self.specs[name]
-                    self._spawn(name, args, env)
+                    self._spawn(name, *self.command(name))
 
         self._watchdog = threading.Thread(target=watch, name="loopline-stack-watchdog", daemon=True)
         self._watchdog.start()
@@ -248,35 +306,109 @@ class Stack:
         if done.returncode != 0:
             raise StackError(f"{' '.join(args[:3])} failed (exit {done.returncode}); see {logs / f'{name}.log'}")
 
+    @property
+    def components(self) -> list[str]:
+        """The long-running processes of this topology, in start order."""
+        return ["mlflow", "api-server", "scheduler", "dag-processor", "triggerer", *self.config.worker_names]
+
+    def command(self, name: str, env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+        """Arguments and environment of one component (the same on first start and on every restart)."""
+        c = self.config
+        env = dict(env or self.env())
+        airflow = str(self.bin / "airflow")
+        preload = "1" if c.preload else "0"
+        if name == "mlflow":
+            return [str(self.bin / "mlflow"), "server", "--backend-store-uri", c.mlflow_backend,
+                    "--artifacts-destination", self.settings.mlflow_artifact_root, "--serve-artifacts",
+                    "--host", "127.0.0.1", "--port", str(c.mlflow_port), "--workers", "1"], env
+        if name == "api-server":
+            return [airflow, "api-server", "--host", "127.0.0.1", "--port", str(c.api_port)], env
+        # Every process shares the stack's log folder with the api-server, which reads task and trigger logs
+        # from it: no log servers (``-s``), since Airflow's bind every interface and the stack stays on loopback.
+        if name == "scheduler":  # the LocalExecutor forks task processes from the scheduler: warm it
+            return [airflow, "scheduler", "--skip-serve-logs"], {
+                **env, "LOOPLINE_PRELOAD": preload if c.executor == "LocalExecutor" else "0"}
+        if name == "triggerer":
+            return [airflow, "triggerer", "--skip-serve-logs"], env
+        if name == "dag-processor":
+            return [airflow, name], env
+        if name in c.worker_names:
+            return [airflow, "celery", "worker", "--celery-hostname", f"{self.celery_hostname(name)}@%h",
+                    "--concurrency", str(c.celery_concurrency), "--skip-serve-logs"], \
+                {**env, "LOOPLINE_PRELOAD": preload}
+        raise StackError(f"{name!r} is not a component of this stack; components: {', '.join(self.components)}")
+
     def start(self, timeout: float = 240) -> Stack:
         c = self.config
         c.airflow_home.mkdir(parents=True, exist_ok=True)
         env = self.env()
+        for url in c.databases:
+            ensure_postgres_database(url)
         self._write_local_settings()
+        self._write_admin_password()
         self._run("airflow-db-migrate", [str(self.bin / "airflow"), "db", "migrate"], env)
-        self._spawn("mlflow", [
-            str(self.bin / "mlflow"), "server", "--backend-store-uri", c.mlflow_backend,
-            "--artifacts-destination", self.settings.mlflow_artifact_root, "--serve-artifacts",
-            "--host", "127.0.0.1", "--port", str(c.mlflow_port), "--workers", "1",
-        ], env)
-        airflow = str(self.bin / "airflow")
-        self._spawn("api-server", [airflow, "api-server", "--host", "127.0.0.1", "--port", str(c.api_port)], env)
-        sched_env = {**env, "LOOPLINE_PRELOAD": "1" if c.preload and c.executor == "LocalExecutor" else "0"}
-        self._spawn("scheduler", [airflow, "scheduler"], sched_env)
-        self._spawn("dag-processor", [airflow, "dag-processor"], env)
-        self._spawn("triggerer", [airflow, "triggerer"], env)
-        for i in range(c.celery_workers if c.executor == "CeleryExecutor" else 0):
-            worker_env = {**env, "LOOPLINE_PRELOAD": "1" if c.preload else "0"}
-            self._spawn(f"celery-worker-{i + 1}", [
-                airflow, "celery", "worker", "--celery-hostname", f"loopline-worker-{i + 1}@%h",
-                "--concurrency", str(c.celery_concurrency), "--skip-serve-logs",
-            ], worker_env)
+        for name in self.components:
+            self._spawn(name, *self.command(name, env))
         try:
             self.wait_healthy(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def restart(self, name: str, *, kill: bool = False, timeout: float = 240) -> None:
+        """Stop one component (SIGTERM, or SIGKILL with ``kill=True``) if it runs, start it again, wait until
+        the stack is healthy."""
+        if name in self.pids():
+            self.kill(name, graceful=not kill)
+        self._spawn(name, *self.command(name))
+        self.wait_healthy(timeout)
+
+    def kill(self, name: str, *, graceful: bool = False) -> None:
+        """Stop one component with every process it started: a crash (SIGKILL) unless ``graceful``."""
+        pid = self.pids().get(name)
+        if pid is None:
+            raise StackError(f"{name!r} is not running in this stack; running: {', '.join(self.pids())}")
+        self._held.add(name)
+        try:
+            if graceful:
+                stop_processes({name: pid}, grace=30)
+            else:
+                kill_tree(pid)
+                deadline = time.monotonic() + 10
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            if name in self.procs:
+                self.procs[name].wait(timeout=5)
+        finally:
+            self._held.discard(name)
+        self.procs.pop(name, None)
+        self._attached.pop(name, None)
+        self._write_state()
+
+    def pids(self) -> dict[str, int]:
+        """Process-group leaders of the running components (started here or found in ``stack.json``)."""
+        return {**self._attached, **{n: p.pid for n, p in self.procs.items()}}
+
+    @classmethod
+    def attach(cls, home: Path) -> Stack:
+        """The stack another command started in ``home`` (``make stack``), to restart or stop parts of it."""
+        state_file = Path(home).resolve() / "stack.json"
+        if not state_file.exists():
+            raise StackError(f"no stack recorded in {state_file}; start one with `make stack`")
+        state = json.loads(state_file.read_text())
+        config = _config_from_state(state["config"])
+        stack = cls(config, Settings.from_env(state.get("settings", {})))
+        stack._attached = {k: int(v) for k, v in state["pids"].items()}
+        return stack
+
+    def _write_admin_password(self) -> None:
+        # SimpleAuthManager generates a missing user's password and prints it to the api-server's log; the
+        # stack writes it first, to a file only the owner can read, so no log ever holds it.
+        if not self.password_file.exists():
+            self.password_file.parent.mkdir(parents=True, exist_ok=True)
+            self.password_file.touch(mode=0o600)
+            self.password_file.write_text(json.dumps({"admin": secrets.token_urlsafe(16)}) + "\n")
 
     def _write_local_settings(self) -> None:
         # Airflow imports ``airflow_local_settings`` from $AIRFLOW_HOME/config in every process; ours only
@@ -292,14 +424,30 @@ class Stack:
             "    preload()\n"
         )
 
+    def celery_hostname(self, worker: str) -> str:
+        """Celery node name prefix of a worker: unique per stack home, so two stacks never mix workers."""
+        tag = hashlib.sha1(str(self.config.home).encode()).hexdigest()[:6]
+        return f"loopline-{tag}-{worker.removeprefix('celery-')}"
+
+    def celery_workers_answering(self) -> set[str]:
+        """The stack's workers that answer on the broker (``airflow celery list-workers``)."""
+        done = subprocess.run([str(self.bin / "airflow"), "celery", "list-workers", "--output", "json"],
+                              env=self.env(), capture_output=True, text=True, timeout=120, check=False)
+        try:
+            listed = {str(w["worker_name"]) for w in json.loads(done.stdout or "[]")}
+        except ValueError:
+            return set()
+        return {w for w in self.config.worker_names
+                if any(n.startswith(f"{self.celery_hostname(w)}@") for n in listed)}
+
     def wait_healthy(self, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         checks = {"mlflow": f"{self.config.mlflow_url}/health",
                   "api-server": f"{self.config.api_url}/api/v2/monitor/health"}
-        pending = set(checks) | {"scheduler", "triggerer", "dag_processor"}
+        pending = set(checks) | {"scheduler", "triggerer", "dag_processor"} | set(self.config.worker_names)
         while pending and time.monotonic() < deadline:
             for name, proc in self.procs.items():
-                if proc.poll() is not None:
+                if proc.poll() is not None and name not in self._held:
                     log = self.config.home / "logs" / f"{name}.log"
                     raise StackError(f"{name} exited with {proc.returncode}; see {log}")
             if "mlflow" in pending and _get(checks["mlflow"]) is not None:
@@ -314,6 +462,9 @@ class Stack:
                 for comp in ("scheduler", "triggerer", "dag_processor"):
                     if health.get(comp, {}).get("status") == "healthy":
                         pending.discard(comp)
+            workers = pending & set(self.config.worker_names)
+            if workers and not pending - workers:  # ask the broker once the rest is up (a CLI call costs ~5 s)
+                pending -= self.celery_workers_answering()
             time.sleep(1)
         if pending:
             logs = self.config.home / "logs"
@@ -331,8 +482,7 @@ class Stack:
             yield
         finally:
             for n in names:
-                args, env = self.specs[n]
-                self._spawn(n, args, env)
+                self._spawn(n, *self.command(n))
             self._held.difference_update(names)
             self.wait_healthy()
 
@@ -353,13 +503,14 @@ class Stack:
         self._stopping.set()
         if self._watchdog is not None:
             self._watchdog.join(timeout=10)
-        stop_processes({n: p.pid for n, p in self.procs.items()}, grace)
+        stop_processes(self.pids(), grace)
         for p in self.procs.values():
             try:
                 p.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
         self.procs.clear()
+        self._attached.clear()
         state = self.config.home / "stack.json"
         if state.exists():
             state.unlink()
@@ -382,26 +533,43 @@ class Stack:
 
     def _write_state(self) -> None:
         state = {
-            "pids": {n: p.pid for n, p in self.procs.items()},
+            "pids": self.pids(),
             "api_url": self.config.api_url,
             "mlflow_url": self.config.mlflow_url,
             "password_file": str(self.password_file),
-            "config": {k: str(v) for k, v in asdict(self.config).items()},
+            "config": json.loads(json.dumps(asdict(self.config), default=str)),
+            "settings": self.settings.as_env(),
         }
         (self.config.home / "stack.json").write_text(json.dumps(state, indent=2))
 
 
 def stop_processes(pids: dict[str, int], grace: float = 20) -> None:
-    """SIGTERM each process group, wait up to ``grace`` seconds, then SIGKILL what is left."""
+    """SIGTERM each process group, wait up to ``grace`` seconds, then SIGKILL what is left of each tree.
+
+    The trees are listed before the first signal: a descendant in a group of its own (a task process) is
+    re-parented when its parent exits and could no longer be found from the leader afterwards.
+    """
+    before = set().union(*(process_tree(pid) for pid in pids.values())) if pids else set()
     for pid in pids.values():
         _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     try:
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
+        while time.monotonic() < deadline and (
+                any(_alive(pid) for pid in pids.values()) or _running(before)):
             time.sleep(0.5)
     finally:  # even when a second Ctrl-C interrupts the grace period, nothing is left running
         for pid in pids.values():
-            _signal_group(pid, signal.SIGKILL)
+            kill_tree(pid)
+        for pid in _running(before):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _running(pids: set[int]) -> set[int]:
+    table = _proc_table()
+    return {pid for pid in pids if pid in table and table[pid][0] != "Z"}
 
 
 def stop_from_state(home: Path) -> bool:
@@ -422,16 +590,51 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    """Whether any process of the group led by ``pid`` still runs (zombies waiting to be reaped do not)."""
+def _proc_table() -> dict[int, tuple[str, int, int]]:
+    """pid → (state, parent pid, process group) of every process on the machine."""
+    table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == pid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
-            return True
-    return False
+        table[int(stat.parent.name)] = (fields[0], int(fields[1]), int(fields[2]))
+    return table
+
+
+def process_tree(leader: int) -> set[int]:
+    """The live processes of the group led by ``leader`` and all their descendants.
+
+    Descendants matter: Airflow's task supervisor puts each task process in a process group of its own, so
+    signalling the group of a worker (or of the LocalExecutor's scheduler) alone would leave its tasks running.
+    """
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    todo = [pid for pid, (_, _, pgrp) in table.items() if pgrp == leader]
+    tree: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+    return {pid for pid in tree if table[pid][0] != "Z"}  # zombies only wait to be reaped
+
+
+def kill_tree(leader: int) -> None:
+    """SIGKILL every process of :func:`process_tree` — what a crashed machine or container does."""
+    _signal_group(leader, signal.SIGKILL)
+    for pid in process_tree(leader):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether any process of the group led by ``pid``, or any descendant of it, still runs."""
+    return bool(process_tree(pid))
 
 
 def _get(url: str, timeout: float = 3) -> str | None:
@@ -462,3 +665,124 @@ def reset_home(home: Path) -> None:
         if alive:
             raise StackError(f"the stack recorded in {state} still runs ({', '.join(alive)}); `make down` first")
     shutil.rmtree(home, ignore_errors=True)
+
+
+def _config_from_state(raw: dict[str, Any]) -> StackConfig:
+    """Rebuild a :class:`StackConfig` from the JSON form ``stack.json`` keeps (paths and numbers as text)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(StackConfig):
+        if f.name not in raw:
+            continue
+        value, kind = raw[f.name], str(f.type)
+        values[f.name] = (Path(value) if kind == "Path" else int(value) if kind == "int"
+                          else bool(value) if kind == "bool" else value)
+    return StackConfig(**values)
+
+
+# -- PostgreSQL databases of the production topology ------------------------------------------------------
+def _split_db_url(url: str) -> tuple[str, str]:
+    """``postgresql+psycopg2://user@host:5432/name`` → (libpq URL of the server's ``postgres`` DB, name)."""
+    server, _, name = url.rpartition("/")
+    if not name or not server.startswith("postgresql"):
+        raise StackError(f"{url!r} is not a PostgreSQL database URL (postgresql[+driver]://user@host:port/name)")
+    return "postgresql://" + server.split("://", 1)[1] + "/postgres", name
+
+
+def ensure_postgres_database(url: str) -> bool:
+    """Create the database of ``url`` when it does not exist; True when it was created."""
+    import psycopg2
+    from psycopg2 import sql
+
+    admin, name = _split_db_url(url)
+    try:
+        conn = psycopg2.connect(admin, connect_timeout=10)
+    except psycopg2.OperationalError as err:
+        raise StackError(f"cannot reach PostgreSQL for {name!r} at {admin.rsplit('@', 1)[-1]}: {err}".strip()) from err
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone():
+                return False
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return True
+    finally:
+        conn.close()
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop the database of ``url`` (closing its connections first); nothing when it does not exist."""
+    import psycopg2
+    from psycopg2 import sql
+
+    admin, name = _split_db_url(url)
+    conn = psycopg2.connect(admin, connect_timeout=10)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+# -- command line: make stack / make stack-down ------------------------------------------------------------
+def _production_config(args: argparse.Namespace) -> StackConfig:
+    # LOOPLINE_* variables that are not settings (LOOPLINE_DRIFT_POLL_SECONDS, LOOPLINE_RAW_SOURCE,
+    # LOOPLINE_ALERT_WEBHOOK, ...) reach every process; the settings themselves come from Settings.from_env.
+    fields = {f"LOOPLINE_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+    extra = {k: v for k, v in os.environ.items()
+             if k.startswith("LOOPLINE_") and k not in fields and not k.startswith("LOOPLINE_STACK_")}
+    return StackConfig.production(Path(args.home), database=args.database, pg_url=args.pg_url,
+                                  redis_url=args.redis_url, workers=args.workers, concurrency=args.concurrency,
+                                  extra_env=extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m loopline.stack",
+        description="The production topology as local processes: Airflow on PostgreSQL with CeleryExecutor on "
+                    "Redis, api-server, scheduler, dag-processor, triggerer, Celery workers, MLflow on PostgreSQL.")
+    p.add_argument("command", choices=["up", "down", "restart", "status"])
+    p.add_argument("component", nargs="?", help="with restart: mlflow, api-server, scheduler, dag-processor, "
+                                                "triggerer or celery-worker-N")
+    p.add_argument("--home", default=os.environ.get("LOOPLINE_STACK_HOME", ".loopline/stack"))
+    p.add_argument("--database", default=os.environ.get("LOOPLINE_STACK_DATABASE", "loopline"),
+                   help="Airflow's metadata database; MLflow uses <database>_mlflow")
+    p.add_argument("--pg-url", default=os.environ.get("LOOPLINE_STACK_PG_URL", DEFAULT_PG_URL))
+    p.add_argument("--redis-url", default=os.environ.get("LOOPLINE_STACK_REDIS_URL", DEFAULT_REDIS_URL))
+    p.add_argument("--workers", type=int, default=int(os.environ.get("LOOPLINE_STACK_WORKERS", "2")))
+    p.add_argument("--concurrency", type=int, default=2, help="task slots per Celery worker")
+    args = p.parse_args(argv)
+    home = Path(args.home).resolve()
+    if args.command == "down":
+        print(f"stopped the stack in {home}" if stop_from_state(home) else f"no stack recorded in {home}")
+        return 0
+    if args.command == "status":
+        state = home / "stack.json"
+        if not state.exists():
+            print(f"no stack recorded in {home}")
+            return 1
+        pids = json.loads(state.read_text())["pids"]
+        for name, pid in pids.items():
+            print(f"{name:<18} pid {pid:<8} {'running' if _alive(int(pid)) else 'STOPPED'}")
+        return 0 if all(_alive(int(pid)) for pid in pids.values()) else 1
+    if args.command == "restart":
+        if not args.component:
+            p.error("restart needs a component name")
+        Stack.attach(home).restart(args.component)
+        print(f"restarted {args.component}")
+        return 0
+    if (home / "stack.json").exists():
+        raise StackError(f"a stack is already recorded in {home / 'stack.json'}; `make stack-down` first")
+    stack = Stack(_production_config(args), Settings.from_env(home=home)).start()
+    c = stack.config
+    print(f"Airflow API and UI : {c.api_url}   (user admin, password in {stack.password_file})")
+    print(f"MLflow             : {c.mlflow_url}")
+    print(f"Metadata DB        : {c.metadata_db}    MLflow DB: {c.mlflow_backend}")
+    print(f"Celery             : {c.celery_workers} workers x {c.celery_concurrency} slots on {c.broker_url}")
+    print(f"Logs               : {home / 'logs'}  — stop with `make stack-down`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,7 +15,11 @@ Conventions every other part relies on:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,32 @@ LINEAGE_TAGS = (
     "loopline.train_rows", "loopline.validation_rows", "loopline.content_hash", "loopline.package_version",
     "loopline.git_revision", "loopline.seed", "loopline.trigger", "loopline.dag_id", "loopline.dag_run_id",
 )
+
+
+# What an MLflow client error says when the tracking server is down or unreachable (requests / urllib3 text,
+# carried inside MlflowException messages).
+_UNREACHABLE = ("Connection refused", "Max retries exceeded", "Failed to establish a new connection",
+                "RemoteDisconnected", "Read timed out", "Connection aborted")
+
+
+class TrackingServerUnavailableError(ConnectionError):
+    """The MLflow tracking server did not answer; the message says what was being done and what is unchanged."""
+
+
+@contextmanager
+def tracking_server_errors(settings: Settings, doing: str, unchanged: str) -> Iterator[None]:
+    """Turn "the tracking server is unreachable" into one clear error naming the server, the step, and what
+    stayed as it was; any other error passes through untouched."""
+    try:
+        yield
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        if not any(marker in text for marker in _UNREACHABLE):
+            raise
+        raise TrackingServerUnavailableError(
+            f"MLflow tracking server {settings.mlflow_tracking_uri} did not answer while {doing} ({text[:300]}). "
+            f"{unchanged} Start the server (or fix LOOPLINE_MLFLOW_TRACKING_URI) and clear the task to retry."
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -180,12 +210,44 @@ def log_training_run(
     return RegisteredModel(settings.model_name, registered_version, run.info.run_id, uri, dict(result.metrics))
 
 
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+MODEL_CACHE_SIZE = 4
+_model_cache: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
+_model_cache_lock = threading.Lock()
+
+
 def load_model(model_uri: str, settings: Settings) -> Any:
-    """Load a scikit-learn model by URI (``models:/name@champion``, ``models:/name/3``, ``runs:/…``)."""
+    """Load a scikit-learn model by URI (``models:/name@champion``, ``models:/name/3``, ``runs:/…``).
+
+    A version URI (``models:/name/3``) is cached in the process, keyed by the tracking server, the name,
+    the version and the version's source run, so a scoring run that pins a version loads it once for all
+    its days and a promotion that compares two versions loads each once. An alias URI
+    (``models:/name@champion``) moves when the alias does: it is never cached and resolves on every call.
+    """
     import mlflow
 
     configure(settings)
-    return mlflow.sklearn.load_model(model_uri)
+    pinned = _VERSION_URI.match(model_uri)
+    if pinned is None:
+        return mlflow.sklearn.load_model(model_uri)
+    mv = client(settings).get_model_version(pinned["name"], pinned["version"])
+    key = (settings.mlflow_tracking_uri, pinned["name"], str(mv.version), str(mv.run_id))
+    with _model_cache_lock:
+        if key in _model_cache:
+            _model_cache.move_to_end(key)
+            return _model_cache[key]
+    model = mlflow.sklearn.load_model(model_uri)
+    with _model_cache_lock:
+        _model_cache[key] = model
+        while len(_model_cache) > MODEL_CACHE_SIZE:
+            _model_cache.popitem(last=False)
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget the models :func:`load_model` cached in this process."""
+    with _model_cache_lock:
+        _model_cache.clear()
 
 
 def resolve_alias(settings: Settings, alias: str = CHAMPION, name: str | None = None) -> str | None:

@@ -10,7 +10,9 @@ Usage::
         server.stop()     # e.g. to test "server down"; the context exit is then a no-op
 
 or the pytest fixtures ``mlflow_server_module`` / ``mlflow_server_session`` from
-``tests/integration/conftest.py``.
+``tests/integration/conftest.py``. ``artifacts_destination="s3://bucket/prefix"`` with ``env`` holding the
+``AWS_*`` credentials and ``MLFLOW_S3_ENDPOINT_URL`` puts the proxied artifacts on an S3-compatible server
+(see ``tests/support/moto_server.py``).
 
 The server runs in its own process group (``start_new_session``) and the whole group (uvicorn workers
 included) is killed on exit, even when the test fails.
@@ -90,6 +92,8 @@ def mlflow_server(
     serve_artifacts: bool = True,
     startup_timeout: float = 90.0,
     extra_args: list[str] | None = None,
+    artifacts_destination: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[MlflowServer]:
     """Start ``mlflow server`` under ``root`` and yield it once ``/health`` answers; stop it on exit.
 
@@ -99,6 +103,9 @@ def mlflow_server(
         serve_artifacts: Proxy artifacts through the server (``mlflow-artifacts:/``, the production shape,
             stored under ``root/artifacts``); False gives clients the local ``root/artifacts`` path directly.
         startup_timeout: Seconds to wait for ``/health``.
+        artifacts_destination: Where the server stores proxied artifacts (default ``root/artifacts``), e.g.
+            ``s3://bucket/mlflow``.
+        env: More environment for the server process (e.g. ``MLFLOW_S3_ENDPOINT_URL`` and ``AWS_*``).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -112,20 +119,21 @@ def mlflow_server(
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]
     if serve_artifacts:
-        cmd += ["--serve-artifacts", "--artifacts-destination", artifacts.as_uri()]
+        cmd += ["--serve-artifacts", "--artifacts-destination", artifacts_destination or artifacts.as_uri()]
     else:
         cmd += ["--no-serve-artifacts", "--default-artifact-root", artifacts.as_uri()]
     cmd += extra_args or []
     log = root / "server.log"
-    env = {
+    server_env = {
         **os.environ,
         # No background job runner (not used by these tests) and no network fetch at import: both cost
         # seconds on a small machine.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        **(env or {}),
     }
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env,
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=server_env,
                                 start_new_session=True)
     server = MlflowServer(uri=uri, port=port, root=root, log=log, process=proc)
     try:

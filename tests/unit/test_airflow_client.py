@@ -71,3 +71,34 @@ def test_503_is_retried_and_other_errors_are_not(server: str) -> None:
     with pytest.raises(AirflowAPIError) as err:
         no_retry.request("GET", "/busy")
     assert err.value.status == 503
+
+
+class Paged(BaseHTTPRequestHandler):
+    """250 task instances served 100 at a time, filtered by ``state`` like the API does."""
+
+    def do_GET(self) -> None:
+        from urllib.parse import parse_qs, urlparse
+
+        q = parse_qs(urlparse(self.path).query)
+        rows = [{"task_id": f"t{i}", "state": "running" if i % 5 == 0 else "success"} for i in range(250)]
+        if "state" in q:
+            rows = [r for r in rows if r["state"] == q["state"][0]]
+        offset, limit = int(q["offset"][0]), int(q["limit"][0])
+        body = json.dumps({"task_instances": rows[offset:offset + limit], "total_entries": len(rows)}).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_all_task_instances_pages_through_every_run() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Paged)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        c = AirflowClient(f"http://127.0.0.1:{httpd.server_address[1]}", token="t")
+        assert [t["task_id"] for t in c.all_task_instances("d")] == [f"t{i}" for i in range(250)]
+        assert len(c.all_task_instances("d", state="running")) == 50
+    finally:
+        httpd.shutdown()

@@ -1,0 +1,279 @@
+"""The production topology end to end: ``make stack`` (PostgreSQL, CeleryExecutor on Redis with two workers,
+api-server, scheduler, dag-processor, triggerer, MLflow on PostgreSQL), driven over the REST API v2 only,
+with the faults a production deployment meets: a Celery worker killed mid-backfill, the scheduler crashed
+and restarted mid-backfill, the MLflow server stopped during a retrain. ``make stack-down`` after.
+
+The stack gets its own PostgreSQL databases and Redis database (dropped and flushed at the end), so it never
+touches a developer's ``make stack``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from loopline.airflow_client import AirflowClient
+from loopline.demo import DAGS, wait_for_dags
+from loopline.features import FEATURES_DATASET
+from loopline.pipeline import build_features_day
+from loopline.reports import list_drift_reports
+from loopline.scoring import PREDICTIONS_DATASET
+from loopline.settings import Settings
+from loopline.sources import NycFlights13Source
+from loopline.stack import DEFAULT_PG_URL, Stack, _alive, drop_postgres_database, process_tree
+from loopline.store import PartitionStore
+from loopline.tracking import CHAMPION, resolve_alias
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+FIRST = dt.date(2013, 1, 1)
+KILL_END = dt.date(2013, 1, 16)  # backfill 1: a worker is killed while it runs a task
+RESTART_END = dt.date(2013, 1, 31)  # backfill 2: the scheduler crashes and comes back
+VALIDATION_DAYS = 7
+
+
+@dataclass
+class Prod:
+    home: Path
+    stack: Stack
+    api: AirflowClient
+    settings: Settings
+    store: PartitionStore
+
+
+def _make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "-s", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+
+
+def _free_redis_db() -> int:
+    r = redis.Redis(host="127.0.0.1", port=6379)
+    for db in range(15, 0, -1):
+        if not redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize():
+            return db
+    r.close()
+    raise RuntimeError("no empty Redis database (1-15) for the test stack")
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
+    home = tmp_path_factory.mktemp("prod-stack")
+    database = f"loopline_e2e_{uuid.uuid4().hex[:8]}"
+    redis_db = _free_redis_db()
+    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+    env = {**os.environ, "STACK_HOME": str(home),
+           "STACK_ARGS": f"--database {database} --redis-url {redis_url}",
+           "LOOPLINE_MODEL_NAME": "loopline_prod_e2e", "LOOPLINE_DRIFT_POLL_SECONDS": "3"}
+    started = _make("stack", env=env)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "Airflow API and UI : http://127.0.0.1:" in started.stdout
+        stack = Stack.attach(home)
+        api = AirflowClient(stack.config.api_url, "admin", stack.admin_password())
+        wait_for_dags(api)
+        yield Prod(home, stack, api, stack.settings, PartitionStore(stack.settings.store_root))
+    finally:
+        state = home / "stack.json"
+        pids = json.loads(state.read_text())["pids"] if state.exists() else {}
+        stopped = _make("stack-down", env=env)
+        drop_postgres_database(f"{DEFAULT_PG_URL}/{database}")
+        drop_postgres_database(f"{DEFAULT_PG_URL}/{database}_mlflow")
+        redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert pids and not [n for n, pid in pids.items() if _alive(int(pid))], "make stack-down left processes"
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _assert_written_exactly_once(prod: Prod, start: dt.date, end: dt.date, tmp: Path) -> None:
+    """One committed partition per day, each identical (content hash) to a clean single build of the day."""
+    days = [d for d in prod.store.days(FEATURES_DATASET, "1") if start <= d <= end]
+    assert days == _days(start, end)
+    run_of_day = {r["data_interval_start"][:10]: r["dag_run_id"]
+                  for r in prod.api.dag_runs("loopline_feature_backfill", run_type=["backfill"])}
+    clean = PartitionStore(tmp.as_uri())
+    source = NycFlights13Source()
+    for day in days:
+        expected = build_features_day(source, clean, day, "1")
+        manifest = prod.store.manifest(FEATURES_DATASET, "1", day)
+        assert manifest.content_hash == expected.content_hash, day
+        assert manifest.rows == expected.rows, day
+        assert manifest.extra["run_id"] == run_of_day[day.isoformat()], day  # written by that day's own run
+        files = prod.store.fs.ls(prod.store._path(FEATURES_DATASET, "1", day))
+        assert sorted(Path(f).name for f in files) == ["_manifest.json", "part-00000.parquet"], day
+
+
+def test_every_call_without_a_valid_token_is_refused(prod: Prod) -> None:
+    base = prod.stack.config.api_url
+    calls = [("GET", "/api/v2/dags"), ("PATCH", "/api/v2/dags/loopline_retrain"),
+             ("POST", "/api/v2/backfills"), ("GET", "/api/v2/backfills?dag_id=loopline_feature_backfill"),
+             ("POST", "/api/v2/dags/loopline_retrain/dagRuns"), ("GET", "/api/v2/assets/events"),
+             ("GET", "/api/v2/dags/loopline_retrain/dagRuns/x/taskInstances/promote/xcomEntries/return_value")]
+    for token in (None, "not-a-token"):
+        for method, path in calls:
+            req = urllib.request.Request(f"{base}{path}", method=method, data=b"{}" if method != "GET" else None,
+                                         headers={"Content-Type": "application/json"})
+            if token:
+                req.add_header("Authorization", f"Bearer {token}")
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=30)
+            # No token: 401. A forged one: Airflow answers 403 (it read a token and rejected it); never data.
+            assert err.value.code == (403 if token else 401), (method, path, token)
+
+
+def test_stack_listens_on_loopback_and_logs_no_secret(prod: Prod) -> None:
+    pids = prod.stack.pids()
+    groups = set(pids.values())
+    listening = [c.laddr for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid and _group_of(c.pid) in groups]
+    assert listening, "the stack listens on nothing?"
+    assert {a.ip for a in listening} <= {"127.0.0.1"}, listening
+    secrets = [(prod.home / "secrets" / n).read_text().strip() for n in ("fernet_key", "jwt_secret", "api_secret")]
+    secrets.append(prod.stack.admin_password())
+    logs = [p for p in (prod.home / "logs").rglob("*") if p.is_file()] + [prod.home / "stack.json"]
+    for path in logs:
+        text = path.read_text(errors="replace")
+        assert not [s for s in secrets if s in text], f"a secret is written in {path}"
+
+
+def test_backfill_survives_a_killed_worker(prod: Prod, tmp_path: Path) -> None:
+    api = prod.api
+    for dag_id in DAGS:
+        api.set_paused(dag_id, False)
+    bf = api.create_backfill("loopline_feature_backfill", FIRST.isoformat(), KILL_END.isoformat(), max_active_runs=4)
+    victim = "celery-worker-1"
+    killed: list[str] = []
+    deadline = time.monotonic() + 300
+    while not killed and time.monotonic() < deadline:
+        worker = process_tree(prod.stack.pids()[victim])
+        for ti in api.all_task_instances("loopline_feature_backfill", state="running"):
+            if ti.get("pid") in worker:
+                prod.stack.kill(victim)  # SIGKILL to the worker's whole process group: a crashed machine
+                killed.append(ti["dag_run_id"])
+                break
+        time.sleep(0.5)
+    assert killed, f"{victim} never ran a task of the backfill"
+    done = api.wait_backfill(int(bf["id"]), timeout=900)
+    assert done["completed_at"]
+    runs = {r["dag_run_id"]: r["state"] for r in api.dag_runs("loopline_feature_backfill", run_type=["backfill"])}
+    assert set(runs.values()) == {"success"}, runs
+    retried = [t for t in api.all_task_instances("loopline_feature_backfill") if t["dag_run_id"] == killed[0]]
+    assert retried and retried[0]["try_number"] >= 2, "the interrupted task was not retried"
+    _assert_written_exactly_once(prod, FIRST, KILL_END, tmp_path)
+    prod.stack.restart(victim)  # the topology is whole again for the next tests
+    assert victim in prod.stack.celery_workers_answering()
+
+
+def test_backfill_completes_across_a_scheduler_crash(prod: Prod, tmp_path: Path) -> None:
+    api = prod.api
+    start = KILL_END + dt.timedelta(days=1)
+    bf = api.create_backfill("loopline_feature_backfill", start.isoformat(), RESTART_END.isoformat(),
+                             max_active_runs=4)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ok = api.dag_runs("loopline_feature_backfill", run_type=["backfill"], state=["success"],
+                          logical_date_gte=f"{start}T00:00:00Z")
+        if len(ok) >= 2:
+            break
+        time.sleep(1)
+    prod.stack.restart("scheduler", kill=True)  # SIGKILL, then start a new scheduler
+    done = api.wait_backfill(int(bf["id"]), timeout=900)
+    assert done["completed_at"]
+    states = {r["state"] for r in api.dag_runs("loopline_feature_backfill", run_type=["backfill"],
+                                               logical_date_gte=f"{start}T00:00:00Z")}
+    assert states == {"success"}
+    _assert_written_exactly_once(prod, start, RESTART_END, tmp_path)
+
+
+def test_rest_api_drives_retrain_scoring_and_drift(prod: Prod) -> None:
+    api = prod.api
+    conf = {"as_of": RESTART_END.isoformat(), "window_days": 31, "validation_days": VALIDATION_DAYS}
+    before = resolve_alias(prod.settings, CHAMPION)  # unpausing queued the weekly cron's latest run: maybe v1
+    run = api.trigger("loopline_retrain", conf=conf, run_id="retrain_2013-01-31")
+    assert api.wait_run("loopline_retrain", run["dag_run_id"], timeout=900)["state"] == "success"
+    trained = api.xcom("loopline_retrain", run["dag_run_id"], "train_challenger")
+    assert trained["as_of"] == RESTART_END.isoformat() and trained["trigger"] == "manual"
+    decision = api.xcom("loopline_retrain", run["dag_run_id"], "promote")
+    assert decision["candidate_version"] == trained["version"]
+    assert decision["action"] in {"promote", "reject"}, decision
+    expected = trained["version"] if decision["action"] == "promote" else before
+    assert expected is not None and resolve_alias(prod.settings, CHAMPION) == expected
+
+    scored = api.trigger("loopline_batch_scoring", conf={"start_ds": "2013-01-25", "end_ds": "2013-01-31"},
+                         run_id="score_2013-01-25_31")
+    assert api.wait_run("loopline_batch_scoring", scored["dag_run_id"], timeout=600)["state"] == "success"
+    week = [dt.date(2013, 1, d) for d in range(25, 32)]
+    assert set(week) <= set(prod.store.days(PREDICTIONS_DATASET, "1"))
+    champion = f"models:/{prod.settings.model_name}/{expected}"
+    assert {prod.store.manifest(PREDICTIONS_DATASET, "1", d).extra["model_uri"] for d in week} == {champion}
+    # Earlier feature backfills also scored days and started drift runs: follow this scoring run's own event
+    # to the drift monitor run it created, and wait for that run.
+    deadline = time.monotonic() + 600
+    monitored: list[str] = []
+    while time.monotonic() < deadline and not monitored:
+        ours = [e for e in api.asset_events("loopline_predictions") if e["source_run_id"] == scored["dag_run_id"]]
+        assert len(ours) <= 1, ours
+        monitored = [r["run_id"] for e in ours for r in e["created_dagruns"] if r["dag_id"] == "loopline_drift_monitor"]
+        time.sleep(2)
+    assert monitored, "the predictions asset event of the scoring run did not start the drift monitor"
+    drift_run = api.wait_run("loopline_drift_monitor", monitored[0], timeout=600)
+    assert drift_run["state"] == "success" and drift_run["run_type"] == "asset_triggered", drift_run
+    reports = {r["ds"] for r in list_drift_reports(prod.store, "1")}
+    assert {f"2013-01-{d}" for d in range(25, 32)} <= reports
+    assert api.asset_events("loopline_drift_reports")
+
+
+def test_mlflow_outage_during_a_retrain_fails_clearly_and_keeps_the_champion(prod: Prod) -> None:
+    api = prod.api
+    champion = resolve_alias(prod.settings, CHAMPION)
+    assert champion is not None
+    run = api.trigger("loopline_retrain", conf={"as_of": "2013-01-30", "window_days": 28, "force": True,
+                                                "validation_days": VALIDATION_DAYS})
+    rid = run["dag_run_id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        states = {t["task_id"]: t["state"] for t in api.task_instances("loopline_retrain", rid)}
+        if states.get("plan") == "success":
+            break
+        time.sleep(0.5)
+    prod.stack.kill("mlflow")
+    try:
+        finished = api.wait_run("loopline_retrain", rid, timeout=900)
+        assert finished["state"] == "failed"
+        states = {t["task_id"]: t["state"] for t in api.task_instances("loopline_retrain", rid)}
+        assert states["train_challenger"] == "failed" and states["promote"] in {"upstream_failed", None}
+        tis = {t["task_id"]: t for t in api.task_instances("loopline_retrain", rid)}
+        log = api.request("GET", f"/api/v2/dags/loopline_retrain/dagRuns/{rid}/taskInstances/train_challenger/"
+                                 f"logs/{tis['train_challenger']['try_number']}", params={"full_content": "true"})
+        text = json.dumps(log)
+        assert "MLflow tracking server" in text and prod.stack.config.mlflow_url in text, text[-3000:]
+        assert "champion is unchanged" in text
+    finally:
+        prod.stack.restart("mlflow")
+    assert resolve_alias(prod.settings, CHAMPION) == champion
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))

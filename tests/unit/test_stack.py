@@ -1,0 +1,118 @@
+"""The local process topology without starting Airflow: configuration, state round trip, process trees."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from loopline.settings import Settings
+from loopline.stack import (
+    Stack,
+    StackConfig,
+    StackError,
+    _alive,
+    _split_db_url,
+    kill_tree,
+    process_tree,
+    stop_processes,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def test_production_config_uses_postgres_celery_and_redis(tmp_path: Path) -> None:
+    c = StackConfig.production(tmp_path, database="lp", pg_url="postgresql+psycopg2://u@127.0.0.1:5432",
+                               redis_url="redis://127.0.0.1:6379/3", workers=3, concurrency=2)
+    assert c.metadata_db == "postgresql+psycopg2://u@127.0.0.1:5432/lp"
+    assert c.mlflow_backend == "postgresql+psycopg2://u@127.0.0.1:5432/lp_mlflow"
+    assert c.databases == [c.metadata_db, c.mlflow_backend]
+    assert c.worker_names == ["celery-worker-1", "celery-worker-2", "celery-worker-3"]
+    assert c.parallelism == 6
+    env = Stack(c, Settings(home=tmp_path)).env()
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/3"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+{c.metadata_db}"
+    assert env["LOOPLINE_MLFLOW_TRACKING_URI"] == c.mlflow_url
+    assert StackConfig(home=tmp_path).databases == []  # the embedded default needs no PostgreSQL
+
+
+def test_every_component_listens_on_loopback_only(tmp_path: Path) -> None:
+    stack = Stack(StackConfig.production(tmp_path), Settings(home=tmp_path))
+    commands = {name: stack.command(name)[0] for name in stack.components}
+    assert commands["mlflow"][commands["mlflow"].index("--host") + 1] == "127.0.0.1"
+    assert commands["api-server"][commands["api-server"].index("--host") + 1] == "127.0.0.1"
+    for name in ("scheduler", "triggerer", "celery-worker-1", "celery-worker-2"):
+        assert "--skip-serve-logs" in commands[name], name  # Airflow's log servers bind every interface
+    with pytest.raises(StackError, match="not a component"):
+        stack.command("flower")
+
+
+def test_state_file_rebuilds_the_stack_without_secrets(tmp_path: Path) -> None:
+    config = StackConfig.production(tmp_path, database="lp", workers=2, extra_env={"LOOPLINE_RAW_SOURCE": "store"})
+    stack = Stack(config, Settings(home=tmp_path, model_name="m1"))
+    env = stack.env()
+    stack._write_state()
+    text = (tmp_path / "stack.json").read_text()
+    for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
+        assert env[key] not in text, key
+    again = Stack.attach(tmp_path)
+    assert again.config == config
+    assert again.settings.model_name == "m1"
+    assert again.settings.mlflow_tracking_uri == config.mlflow_url
+    assert again.env() == env  # same secrets (kept in files), same ports, same configuration
+    assert json.loads(text)["pids"] == {}
+
+
+def test_split_db_url_names_the_bad_url() -> None:
+    assert _split_db_url("postgresql+psycopg2://u@h:5432/db") == ("postgresql://u@h:5432/postgres", "db")
+    with pytest.raises(StackError, match="not a PostgreSQL database URL"):
+        _split_db_url("sqlite:////tmp/x.db")
+
+
+GRANDCHILD = r"""
+import os, subprocess, sys, time
+# Like Airflow's task supervisor: the task process goes into a process group of its own.
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], process_group=0)
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_kill_tree_reaches_descendants_in_their_own_process_group() -> None:
+    leader = subprocess.Popen([sys.executable, "-c", GRANDCHILD], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    assert leader.stdout is not None
+    grandchild = int(leader.stdout.readline())
+    assert os.getpgid(grandchild) != leader.pid  # not reachable by signalling the leader's group
+    assert {leader.pid, grandchild} <= process_tree(leader.pid)
+    kill_tree(leader.pid)
+    leader.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _alive(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(leader.pid)
+
+
+def test_stop_processes_leaves_nothing_running() -> None:
+    leader = subprocess.Popen([sys.executable, "-c", GRANDCHILD], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    assert leader.stdout is not None
+    grandchild = int(leader.stdout.readline())
+    stop_processes({"x": leader.pid}, grace=2)
+    leader.wait(timeout=10)
+    time.sleep(0.5)
+    assert grandchild not in process_tree(leader.pid)
+    assert _zombie_or_gone(grandchild)  # orphans are reaped by init; a zombie no longer runs
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
