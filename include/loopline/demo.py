@@ -326,22 +326,15 @@ def task_stats(client: AirflowClient) -> dict[str, dict[str, float]]:
     for dag_id in DAGS:
         durations, waits = [], []
         runs = client.dag_runs(dag_id)
-        tis = client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances", params={"limit": 1})
-        total = int(tis["total_entries"])
-        offset = 0
-        while offset < total:
-            page = client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances",
-                                  params={"limit": 100, "offset": offset})["task_instances"]
-            if not page:
-                break
-            offset += len(page)
-            for ti in page:
-                if ti.get("duration") is not None:
-                    durations.append(float(ti["duration"]))
-                if ti.get("queued_when") and ti.get("start_date"):
-                    q = dt.datetime.fromisoformat(ti["queued_when"].replace("Z", "+00:00"))
-                    st = dt.datetime.fromisoformat(ti["start_date"].replace("Z", "+00:00"))
-                    waits.append((st - q).total_seconds())
+        tis = client.all_task_instances(dag_id)
+        total = len(tis)
+        for ti in tis:
+            if ti.get("duration") is not None:
+                durations.append(float(ti["duration"]))
+            if ti.get("queued_when") and ti.get("start_date"):
+                q = dt.datetime.fromisoformat(ti["queued_when"].replace("Z", "+00:00"))
+                st = dt.datetime.fromisoformat(ti["start_date"].replace("Z", "+00:00"))
+                waits.append((st - q).total_seconds())
         out[dag_id] = {
             "runs": len(runs), "task_instances": total, "task_seconds": round(sum(durations), 1),
             "mean_task_s": round(statistics.mean(durations), 2) if durations else 0.0,
