@@ -6,6 +6,7 @@ sends the token as a Bearer header on every call. Standard library only.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import urllib.error
@@ -20,8 +21,9 @@ TERMINAL_RUN_STATES = {"success", "failed"}
 class AirflowAPIError(RuntimeError):
     """The API answered with an error status; the message has the method, path, status and body."""
 
-    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+    def __init__(self, method: str, path: str, status: int, body: str, attempt: int = 0) -> None:
         self.status = status
+        self.attempt = attempt  # 0: the first try; more: the call was sent again after no answer or a 5xx
         super().__init__(f"{method} {path} -> HTTP {status}: {body[:500]}")
 
 
@@ -44,28 +46,37 @@ class AirflowClient:
             self._token = str(body["access_token"])
         return self._token
 
-    def request(self, method: str, path: str, payload: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, payload: Any = None, params: dict[str, Any] | None = None,
+                *, idempotent: bool | None = None) -> Any:
+        """One API call. ``idempotent`` (default: GET, PUT, PATCH, DELETE) says the call may be sent again
+        when the server gave no answer or a transient error (the caller of a POST that names what it creates,
+        like a run id, can say so and handle the 409 of a repeat)."""
         if params:
             path = f"{path}?{urllib.parse.urlencode(params, doseq=True)}"
-        return self._send(method, path, payload, auth=True)
+        return self._send(method, path, payload, auth=True, idempotent=idempotent)
 
-    def _send(self, method: str, path: str, payload: Any, auth: bool) -> Any:
+    def _send(self, method: str, path: str, payload: Any, auth: bool, idempotent: bool | None = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
         req.add_header("Content-Type", "application/json")
         req.add_header("Accept", "application/json")
         if auth:
             req.add_header("Authorization", f"Bearer {self.token()}")
-        idempotent = method in {"GET", "PUT", "PATCH", "DELETE"}
+        if idempotent is None:
+            idempotent = method in {"GET", "PUT", "PATCH", "DELETE"}
         for attempt in range(self.retries + 1):
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     text = resp.read().decode()
                 return json.loads(text) if text else None
             except urllib.error.HTTPError as err:
-                error = AirflowAPIError(method, path, err.code, err.read().decode(errors="replace"))
-                # 503: the server is up but busy (e.g. SQLite locked by the scheduler) — nothing was done.
-                if err.code != 503 or attempt == self.retries:
+                body = err.read().decode(errors="replace")
+                error = AirflowAPIError(method, path, err.code, body, attempt)
+                # 503: the server is up but busy — nothing was done. 500 "Database error": the request's
+                # transaction failed and was rolled back (on SQLite: a lock held past the busy timeout, see
+                # loopline.stack.API_SERVER_SQLITE_TIMEOUT); a call that may run twice is sent again.
+                transient = err.code == 503 or (err.code == 500 and idempotent and "Database error" in body)
+                if not transient or attempt == self.retries:
                     raise error from None
             except (TimeoutError, urllib.error.URLError, ConnectionError):
                 # No answer (a request waiting on a database lock, a restarting server): only a call that
@@ -84,10 +95,16 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None,
                 run_id: str | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {"conf": conf or {}, "logical_date": logical_date}
-        if run_id:
-            payload["dag_run_id"] = run_id
-        return dict(self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", payload))
+        """Trigger a run. The run id (``manual__<now>`` unless given) makes the POST safe to send again: a
+        repeat that finds the run its first attempt created returns that run."""
+        run_id = run_id or f"manual__{dt.datetime.now(dt.UTC).isoformat()}"
+        payload: dict[str, Any] = {"conf": conf or {}, "logical_date": logical_date, "dag_run_id": run_id}
+        try:
+            return dict(self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", payload, idempotent=True))
+        except AirflowAPIError as err:
+            if err.status == 409 and err.attempt > 0:
+                return self.dag_run(dag_id, run_id)
+            raise
 
     def dag_runs(self, dag_id: str, **params: Any) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -64,6 +64,9 @@ class StackError(RuntimeError):
     """A service did not start or did not become healthy; the message says which and where its log is."""
 
 
+API_SERVER_SQLITE_TIMEOUT = 8  # seconds; see Stack.command("api-server")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -322,6 +325,14 @@ class Stack:
                     "--artifacts-destination", self.settings.mlflow_artifact_root, "--serve-artifacts",
                     "--host", "127.0.0.1", "--port", str(c.mlflow_port), "--workers", "1"], env
         if name == "api-server":
+            if c.metadata_db.startswith("sqlite"):
+                # The api-server commits its audit log (``action_logging``) from an async dependency, on the
+                # event loop, while the sync handlers' sessions commit via that same loop: when a handler holds
+                # SQLite's write lock, the loop waits on the lock its holder cannot release, for the whole busy
+                # timeout (measured: a PUT /backfills/{id}/pause stalled every task's execution-API call for
+                # 61 s and failed with 500). A short timeout here breaks that deadlock before the Task SDK's
+                # retries (1, 3, 7, 15 s) run out; the other components keep the long one.
+                env = {**env, "LOOPLINE_SQLITE_TIMEOUT": str(API_SERVER_SQLITE_TIMEOUT)}
             return [airflow, "api-server", "--host", "127.0.0.1", "--port", str(c.api_port)], env
         # Every process shares the stack's log folder with the api-server, which reads task and trigger logs
         # from it: no log servers (``-s``), since Airflow's bind every interface and the stack stays on loopback.
@@ -418,7 +429,7 @@ class Stack:
         (config_dir / "airflow_local_settings.py").write_text(
             '"""Written by loopline.stack: SQLite lock timeout, and warm the processes that fork tasks."""\n'
             "import os\n\n"
-            "connect_args = {\"timeout\": 60}\n\n"
+            "connect_args = {\"timeout\": float(os.environ.get(\"LOOPLINE_SQLITE_TIMEOUT\", \"60\"))}\n\n"
             'if os.environ.get("LOOPLINE_PRELOAD") == "1":\n'
             "    from loopline_airflow.preload import preload\n\n"
             "    preload()\n"

@@ -116,3 +116,23 @@ def _zombie_or_gone(pid: int) -> bool:
     except OSError:
         return True
     return state == "Z"
+
+
+def test_sqlite_lock_timeout_is_short_for_the_api_server_only(tmp_path: Path) -> None:
+    """The api-server's audit-log commit can deadlock with its own handlers on SQLite for the whole busy
+    timeout: its timeout must end that well inside the Task SDK's retries; the other components wait long."""
+    stack = Stack(StackConfig(home=tmp_path), Settings(home=tmp_path))
+    stack._write_local_settings()
+    timeouts = {}
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+        _, env = stack.command(name)
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] == "airflow_local_settings.connect_args"
+        probe = "import json, airflow_local_settings as s; print(json.dumps(s.connect_args))"
+        out = subprocess.run([sys.executable, "-c", probe],
+                             env={**env, "PYTHONPATH": str(stack.config.airflow_home / "config"),
+                                  "LOOPLINE_PRELOAD": "0"},
+                             capture_output=True, text=True, check=True).stdout
+        timeouts[name] = json.loads(out)["timeout"]
+    assert timeouts == {"api-server": 8.0, "scheduler": 60.0, "dag-processor": 60.0, "triggerer": 60.0}
+    production = Stack(StackConfig.production(tmp_path / "p"), Settings(home=tmp_path / "p"))
+    assert "LOOPLINE_SQLITE_TIMEOUT" not in production.command("api-server")[1]
