@@ -52,6 +52,10 @@ class Settings:
         drift_share: Share of drifted features that makes the data drifted (``LOOPLINE_DRIFT_SHARE``).
         retrain_cooldown_days: A drift retrain is skipped when its window ends within this many days of the
             newest registered version's window.
+        catch_up_days: An asset-triggered scoring (drift) run also takes the days of this many days before its
+            newest triggering day that have features (predictions) but no predictions (drift report): a day
+            whose asset event never became a run is done by the next run instead of never
+            (``LOOPLINE_CATCH_UP_DAYS``; 0 turns it off).
         bigquery_flights_table / bigquery_weather_table: Fully qualified tables (``project.dataset.table``)
             the BigQuery raw source reads (``LOOPLINE_RAW_SOURCE=bigquery``).
         bigquery_project: Project that runs (and pays for) the query jobs; default: the connection's project.
@@ -78,6 +82,7 @@ class Settings:
     drift_window_days: int = 14
     drift_share: float = 0.5
     retrain_cooldown_days: int = 14
+    catch_up_days: int = 7
     bigquery_flights_table: str = ""
     bigquery_weather_table: str = ""
     bigquery_project: str = ""
@@ -103,6 +108,8 @@ class Settings:
             raise SettingsError(f"LOOPLINE_DRIFT_SHARE must be in (0, 1], got {self.drift_share}")
         if self.drift_window_days < 1:
             raise SettingsError(f"LOOPLINE_DRIFT_WINDOW_DAYS must be at least 1, got {self.drift_window_days}")
+        if self.catch_up_days < 0:
+            raise SettingsError(f"LOOPLINE_CATCH_UP_DAYS must be 0 or more, got {self.catch_up_days}")
         if not self.feature_set_version or "/" in self.feature_set_version:
             raise SettingsError("LOOPLINE_FEATURE_SET_VERSION must be a non-empty name without '/'")
         self.storage_options()  # a malformed LOOPLINE_STORE_OPTIONS fails here, not at the first write

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from loopline_airflow.assets import DRIFT, DRIFT_REPORTS, FEATURES, PREDICTIONS
@@ -161,6 +161,21 @@ def build_features(context: Context) -> dict[str, Any]:
     return result
 
 
+def missed_for_run(context: Context, days: list[dt.date], settings: Settings,
+                   have: Callable[[], Iterable[dt.date]], done: Callable[[], Iterable[dt.date]]) -> list[dt.date]:
+    """Days an asset-triggered run catches up on: input but no output within ``catch_up_days`` before its
+    newest day (``loopline.pipeline.missed_days``); none for a manual run, which names its days."""
+    if (context.get("params") or {}).get("start_ds") or not days or settings.catch_up_days == 0:
+        return []
+    from loopline.store import missed_days
+
+    missed = [d for d in missed_days(have(), done(), max(days), settings.catch_up_days) if d not in days]
+    if missed:
+        log.warning("catching up on %d day(s) no event brought to this DAG: %s", len(missed),
+                    [d.isoformat() for d in missed])
+    return missed
+
+
 def _run_extra(context: Context) -> dict[str, Any]:
     ti = context.get("ti")
     return {"dag_id": getattr(ti, "dag_id", None), "run_id": getattr(ti, "run_id", None),
@@ -189,25 +204,36 @@ def score_days(context: Context) -> dict[str, Any]:
             f"({len(days)} day(s) from {days[0]} wait for the first promotion; re-trigger scoring for them after)"
         )
     model_uri = f"models:/{settings.model_name}/{champion}"
+    missed = missed_for_run(context, days, settings, lambda: store.days(FEATURES_DATASET, version),
+                            lambda: store.days(PREDICTIONS_DATASET, version))
     scored, skipped = [], {}
-    for day in days:
+    for day in sorted([*days, *missed]):
         if not store.exists(FEATURES_DATASET, version, day):
             skipped[day.isoformat()] = "no features partition (the day was skipped or failed validation)"
             log.warning("not scoring %s: %s", day, skipped[day.isoformat()])
             continue
-        result = score_day(store, settings, day, model_uri=model_uri)
-        preds = store.read(PREDICTIONS_DATASET, version, day)
         try:
-            validate_or_raise(preds, "predictions", store=store, dataset=PREDICTIONS_DATASET, version=version,
-                              ds=day, what=f"predictions of {day}")
-        except Exception:
-            store.delete(PREDICTIONS_DATASET, version, day)  # never leave unvalidated predictions behind
-            raise
+            result = score_day(store, settings, day, model_uri=model_uri)
+            preds = store.read(PREDICTIONS_DATASET, version, day)
+            try:
+                validate_or_raise(preds, "predictions", store=store, dataset=PREDICTIONS_DATASET, version=version,
+                                  ds=day, what=f"predictions of {day}")
+            except Exception:
+                store.delete(PREDICTIONS_DATASET, version, day)  # never leave unvalidated predictions behind
+                raise
+        except Exception as exc:
+            if day not in missed:
+                raise
+            # A caught-up day that fails stays unscored and does not fail the day this run was started for.
+            skipped[day.isoformat()] = f"catch-up failed: {exc}"
+            log.warning("not scoring %s (catch-up): %s", day, exc)
+            continue
         scored.append(result.as_dict())
     if not scored:
         raise AirflowSkipException(f"none of the {len(days)} day(s) could be scored: {skipped}")
     out = {"model_name": settings.model_name, "model_version": champion,
-           "days": [s["ds"] for s in scored], "rows": sum(s["rows"] for s in scored), "skipped": skipped}
+           "days": [s["ds"] for s in scored], "rows": sum(s["rows"] for s in scored), "skipped": skipped,
+           "caught_up": [d.isoformat() for d in missed if d.isoformat() not in skipped]}
     context["outlet_events"][PREDICTIONS].extra = {k: out[k] for k in ("model_name", "model_version", "days")}
     return out
 
@@ -217,15 +243,27 @@ def monitor_days(context: Context) -> dict[str, Any]:
     """Drift of each triggering day's features and scores against the champion's reference profile."""
     from airflow.sdk.exceptions import AirflowSkipException
     from loopline.monitoring import check_day, log_drift_metrics
+    from loopline.reports import report_days
+    from loopline.scoring import PREDICTIONS_DATASET
 
     settings = _settings()
     store = _store(settings)
     days = days_for_run(context, PREDICTIONS)
     if not days:
         raise AirflowSkipException("no days to check: no triggering prediction events and no params.start_ds")
+    fsv = settings.feature_set_version
+    missed = missed_for_run(context, days, settings, lambda: store.days(PREDICTIONS_DATASET, fsv),
+                            lambda: report_days(store, fsv))
     checks, skipped = [], {}
-    for day in days:
-        outcome = check_day(store, settings, day)
+    for day in sorted([*days, *missed]):
+        try:
+            outcome = check_day(store, settings, day)
+        except Exception as exc:
+            if day not in missed:
+                raise
+            skipped[day.isoformat()] = f"catch-up failed: {exc}"
+            log.warning("no drift check for %s (catch-up): %s", day, exc)
+            continue
         if outcome.skipped:
             skipped[day.isoformat()] = outcome.skipped
             log.warning("no drift check for %s: %s", day, outcome.skipped)

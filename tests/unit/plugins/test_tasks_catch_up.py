@@ -1,0 +1,66 @@
+"""Catch-up of event-driven runs: a day whose asset event never became a run is taken by the next run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loopline.settings import Settings
+from loopline.store import missed_days
+from loopline_airflow.tasks import missed_for_run
+
+from .conftest import make_context
+
+pytestmark = pytest.mark.unit
+D = dt.date(2013, 4, 10)
+
+
+def _days(*offsets: int) -> list[dt.date]:
+    return [D + dt.timedelta(days=o) for o in offsets]
+
+
+def test_missed_days_are_inputs_without_output_in_the_window_before_the_newest_day() -> None:
+    have = _days(-9, -8, -7, -5, -4, -3, -1, 0, 1)
+    done = _days(-9, -5, -1)
+    # window D-7 .. D-1: -8 and -9 are too old, 0 is the triggering day itself, 1 is after it
+    assert missed_days(have, done, D, 7) == _days(-7, -4, -3)
+    assert missed_days(have, done, D, 0) == []
+    assert missed_days(have, have, D, 7) == []
+
+
+def _run(tmp_path: Path, triggering: list[dt.date], *, params: dict[str, Any] | None = None,
+         catch_up_days: int = 7) -> list[dt.date]:
+    context: dict[str, Any] = {**make_context(), "params": params or {}}
+    settings = Settings(home=tmp_path, catch_up_days=catch_up_days)
+    calls: list[str] = []
+
+    def have() -> list[dt.date]:
+        calls.append("have")
+        return _days(-6, -5, -4, -3, -2, -1, 0)
+
+    def done() -> list[dt.date]:
+        calls.append("done")
+        return _days(-6, -2)
+
+    missed = missed_for_run(context, triggering, settings, have, done)
+    assert not missed or calls == ["have", "done"]
+    return missed
+
+
+def test_an_asset_triggered_run_catches_up_but_not_its_own_days(tmp_path: Path) -> None:
+    assert _run(tmp_path, _days(-1, 0)) == _days(-5, -4, -3)  # -1 is one of the run's own days
+
+
+def test_a_manual_run_and_catch_up_off_take_only_their_days(tmp_path: Path) -> None:
+    assert _run(tmp_path, _days(0), params={"start_ds": D.isoformat()}) == []
+    assert _run(tmp_path, _days(0), catch_up_days=0) == []
+    assert _run(tmp_path, []) == []
+
+
+def test_catch_up_days_must_not_be_negative(tmp_path: Path) -> None:
+    from loopline.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="LOOPLINE_CATCH_UP_DAYS"):
+        Settings(home=tmp_path, catch_up_days=-1)
