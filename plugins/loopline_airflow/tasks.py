@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from loopline_airflow.assets import DRIFT, DRIFT_REPORTS, FEATURES, PREDICTIONS
@@ -176,6 +177,21 @@ def missed_for_run(context: Context, days: list[dt.date], settings: Settings,
     return missed
 
 
+def run_one_day(step: Callable[[], Any], day: dt.date, missed: list[dt.date], skipped: dict[str, str],
+                what: str) -> Any:
+    """``step()`` for one day. A failure of one of the run's own days fails the run; a failure of a caught-up
+    day (in ``missed``) is recorded in ``skipped`` and logged, and None is returned: it never fails the days
+    the run was started for."""
+    try:
+        return step()
+    except Exception as exc:
+        if day not in missed:
+            raise
+        skipped[day.isoformat()] = f"catch-up failed: {exc}"
+        log.warning("%s %s (catch-up) failed: %s", what, day, exc)
+        return None
+
+
 def _run_extra(context: Context) -> dict[str, Any]:
     ti = context.get("ti")
     return {"dag_id": getattr(ti, "dag_id", None), "run_id": getattr(ti, "run_id", None),
@@ -187,7 +203,6 @@ def score_days(context: Context) -> dict[str, Any]:
     """Score each triggering day with the champion; a day without features is skipped with its reason."""
     from airflow.sdk.exceptions import AirflowSkipException
     from loopline.features import FEATURES_DATASET
-    from loopline.pipeline import score_day
     from loopline.scoring import PREDICTIONS_DATASET
     from loopline.tracking import CHAMPION, resolve_alias
 
@@ -206,29 +221,17 @@ def score_days(context: Context) -> dict[str, Any]:
     model_uri = f"models:/{settings.model_name}/{champion}"
     missed = missed_for_run(context, days, settings, lambda: store.days(FEATURES_DATASET, version),
                             lambda: store.days(PREDICTIONS_DATASET, version))
-    scored, skipped = [], {}
+    scored: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
     for day in sorted([*days, *missed]):
         if not store.exists(FEATURES_DATASET, version, day):
             skipped[day.isoformat()] = "no features partition (the day was skipped or failed validation)"
             log.warning("not scoring %s: %s", day, skipped[day.isoformat()])
             continue
-        try:
-            result = score_day(store, settings, day, model_uri=model_uri)
-            preds = store.read(PREDICTIONS_DATASET, version, day)
-            try:
-                validate_or_raise(preds, "predictions", store=store, dataset=PREDICTIONS_DATASET, version=version,
-                                  ds=day, what=f"predictions of {day}")
-            except Exception:
-                store.delete(PREDICTIONS_DATASET, version, day)  # never leave unvalidated predictions behind
-                raise
-        except Exception as exc:
-            if day not in missed:
-                raise
-            # A caught-up day that fails stays unscored and does not fail the day this run was started for.
-            skipped[day.isoformat()] = f"catch-up failed: {exc}"
-            log.warning("not scoring %s (catch-up): %s", day, exc)
-            continue
-        scored.append(result.as_dict())
+        result = run_one_day(partial(_score_and_validate, store, settings, day, model_uri), day, missed, skipped,
+                             "scoring")
+        if result is not None:
+            scored.append(result)
     if not scored:
         raise AirflowSkipException(f"none of the {len(days)} day(s) could be scored: {skipped}")
     out = {"model_name": settings.model_name, "model_version": champion,
@@ -236,6 +239,22 @@ def score_days(context: Context) -> dict[str, Any]:
            "caught_up": [d.isoformat() for d in missed if d.isoformat() not in skipped]}
     context["outlet_events"][PREDICTIONS].extra = {k: out[k] for k in ("model_name", "model_version", "days")}
     return out
+
+
+def _score_and_validate(store: PartitionStore, settings: Settings, day: dt.date, model_uri: str) -> dict[str, Any]:
+    from loopline.pipeline import score_day
+    from loopline.scoring import PREDICTIONS_DATASET
+
+    version = settings.feature_set_version
+    result = score_day(store, settings, day, model_uri=model_uri)
+    preds = store.read(PREDICTIONS_DATASET, version, day)
+    try:
+        validate_or_raise(preds, "predictions", store=store, dataset=PREDICTIONS_DATASET, version=version,
+                          ds=day, what=f"predictions of {day}")
+    except Exception:
+        store.delete(PREDICTIONS_DATASET, version, day)  # never leave unvalidated predictions behind
+        raise
+    return result.as_dict()
 
 
 # -- loopline_drift_monitor ---------------------------------------------------------------------------------
@@ -254,15 +273,11 @@ def monitor_days(context: Context) -> dict[str, Any]:
     fsv = settings.feature_set_version
     missed = missed_for_run(context, days, settings, lambda: store.days(PREDICTIONS_DATASET, fsv),
                             lambda: report_days(store, fsv))
-    checks, skipped = [], {}
+    checks: list[Any] = []
+    skipped: dict[str, str] = {}
     for day in sorted([*days, *missed]):
-        try:
-            outcome = check_day(store, settings, day)
-        except Exception as exc:
-            if day not in missed:
-                raise
-            skipped[day.isoformat()] = f"catch-up failed: {exc}"
-            log.warning("no drift check for %s (catch-up): %s", day, exc)
+        outcome = run_one_day(partial(check_day, store, settings, day), day, missed, skipped, "drift check")
+        if outcome is None:
             continue
         if outcome.skipped:
             skipped[day.isoformat()] = outcome.skipped

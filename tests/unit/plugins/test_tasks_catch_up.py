@@ -64,3 +64,17 @@ def test_catch_up_days_must_not_be_negative(tmp_path: Path) -> None:
 
     with pytest.raises(SettingsError, match="LOOPLINE_CATCH_UP_DAYS"):
         Settings(home=tmp_path, catch_up_days=-1)
+
+
+def test_a_failing_caught_up_day_is_skipped_but_a_failing_own_day_fails_the_run() -> None:
+    from loopline_airflow.tasks import run_one_day
+
+    def boom() -> None:
+        raise ValueError("predictions suite failed")
+
+    skipped: dict[str, str] = {}
+    assert run_one_day(lambda: {"ds": "x"}, D, [], skipped, "scoring") == {"ds": "x"}
+    assert run_one_day(boom, D - dt.timedelta(days=2), _days(-2), skipped, "scoring") is None
+    assert skipped == {(D - dt.timedelta(days=2)).isoformat(): "catch-up failed: predictions suite failed"}
+    with pytest.raises(ValueError, match="predictions suite failed"):
+        run_one_day(boom, D, _days(-2), skipped, "scoring")
