@@ -66,6 +66,23 @@ class StackError(RuntimeError):
 
 API_SERVER_SQLITE_TIMEOUT = 8  # seconds; see Stack.command("api-server")
 
+# Celery stack: how long a task may stay queued before the scheduler revokes its message and queues it again
+# (``[scheduler] task_queued_timeout``), and how often it looks (``task_queued_timeout_check_interval``).
+# A SIGKILLed worker leaves the messages it had received but not started unacked in Redis until the broker's
+# visibility timeout (Airflow's default 86,400 s, which must stay above the longest task or a running retrain
+# would be delivered twice): those tasks stay "queued" and only this check runs them again. With Airflow's
+# 600 s / 120 s a backfill waited ~10 min for them; now at most 120 + 15 s after they were queued.
+# Why 120 s is still far above a legitimate wait: ``parallelism`` equals the workers' slots, so the scheduler
+# queues a task only when a slot is free and its message waits in Redis ~0 s (measured: queued -> running
+# 0.1-3 s during a backfill); with a worker down, a message waits for a slot behind the surviving workers'
+# tasks (seconds to ~2 min for a retrain under load). A task caught by the check is revoked and queued again,
+# failed only after its third wait (``num_stuck_in_queued_retries`` = 2). The check never runs a task twice:
+# the Execution API starts a task only from "queued" (row lock), and a task set back to scheduled under a
+# running process is told to stop at its next heartbeat. The workload token sent with the message is valid for
+# ``task_queued_timeout`` too, which is what a message may wait before it starts.
+CELERY_TASK_QUEUED_TIMEOUT = 120
+CELERY_TASK_QUEUED_CHECK_INTERVAL = 15
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -225,6 +242,8 @@ class Stack:
             # An idle scheduler loop sleeps this long before it looks at finished tasks and new asset events
             # again (default 1 s): each hop of the loop (features → scoring → drift) waited for it.
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+            # A task queued this long is revoked and queued again by the scheduler (twice, then failed); see
+            # CELERY_TASK_QUEUED_TIMEOUT for the Celery stack's shorter value.
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
             # A task whose process died (a killed worker) is failed and retried after a minute, not five.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
@@ -258,6 +277,11 @@ class Stack:
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(c.celery_concurrency)
             # A worker takes one task per free slot, so a busy worker never sits on tasks another could run.
             env["AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER"] = "1"
+            # A killed worker's messages stay unacked in Redis for the visibility timeout (24 h). A task it was
+            # running is retried after the heartbeat timeout; a task whose message it had received but not yet
+            # started is still "queued" for Airflow, and only the stuck-in-queued check sends it again.
+            env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] = str(CELERY_TASK_QUEUED_TIMEOUT)
+            env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL"] = str(CELERY_TASK_QUEUED_CHECK_INTERVAL)
         env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
         env.update(c.extra_env)
         return env

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from loopline.settings import Settings
 from loopline.stack import (
+    CELERY_TASK_QUEUED_CHECK_INTERVAL,
+    CELERY_TASK_QUEUED_TIMEOUT,
     Stack,
     StackConfig,
     StackError,
@@ -39,6 +41,27 @@ def test_production_config_uses_postgres_celery_and_redis(tmp_path: Path) -> Non
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+{c.metadata_db}"
     assert env["LOOPLINE_MLFLOW_TRACKING_URI"] == c.mlflow_url
     assert StackConfig(home=tmp_path).databases == []  # the embedded default needs no PostgreSQL
+
+
+def test_celery_stack_sends_a_dead_workers_unstarted_tasks_again_within_minutes(tmp_path: Path) -> None:
+    """A SIGKILLed worker's received-but-unstarted messages stay unacked in Redis for the visibility timeout;
+    the scheduler's stuck-in-queued check sends those tasks again, after 2 min on the Celery stack."""
+    config = StackConfig.production(tmp_path / "p", workers=2, concurrency=2)
+    env = Stack(config, Settings(home=tmp_path / "p")).env()
+    assert env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] == str(CELERY_TASK_QUEUED_TIMEOUT) == "120"
+    assert env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL"] == str(CELERY_TASK_QUEUED_CHECK_INTERVAL)
+    assert CELERY_TASK_QUEUED_CHECK_INTERVAL < CELERY_TASK_QUEUED_TIMEOUT <= 180
+    # Why a short timeout fails no task that legitimately waits: the scheduler queues no more tasks than the
+    # workers have slots, and a worker holds no more messages than it has slots (late acks, prefetch 1).
+    assert config.parallelism == config.celery_workers * config.celery_concurrency
+    assert env["AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER"] == "1"
+    assert env.get("AIRFLOW__CELERY__TASK_ACKS_LATE", "True") == "True"
+    # Redis redelivers an unacked message after the visibility timeout: Airflow's 24 h stays, far above the
+    # tasks' 30 min execution timeout, or a long retrain would be delivered to a second worker while it runs.
+    assert not [k for k in env if "VISIBILITY_TIMEOUT" in k or k.startswith("AIRFLOW__CELERY_BROKER_TRANSPORT")]
+    embedded = Stack(StackConfig(home=tmp_path / "e"), Settings(home=tmp_path / "e")).env()
+    assert embedded["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] == "600"
+    assert "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL" not in embedded
 
 
 def test_every_component_listens_on_loopback_only(tmp_path: Path) -> None:
