@@ -27,7 +27,14 @@ from loopline.airflow_client import AirflowClient
 from loopline.demo import wait_for_dags
 from loopline.features import FEATURES_DATASET
 from loopline.settings import Settings
-from loopline.stack import Stack, StackConfig, drop_postgres_database, reset_home
+from loopline.stack import (
+    Stack,
+    StackConfig,
+    claim_redis_db,
+    drop_postgres_database,
+    release_redis_db,
+    reset_home,
+)
 from loopline.store import PartitionStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,8 +70,10 @@ def run(kind: str, start: dt.date, end: dt.date) -> dict[str, Any]:
     home = REPO / ".loopline" / "bench" / f"backfill-{kind}"
     reset_home(home)
     database = f"loopline_bench_{uuid.uuid4().hex[:6]}"
-    if kind == "celery":
-        config = StackConfig.production(home, database=database, workers=2, concurrency=2)
+    redis_url = ""
+    if kind == "celery":  # its own PostgreSQL databases and Redis database, dropped and flushed at the end
+        redis_url = claim_redis_db()
+        config = StackConfig.production(home, database=database, redis_url=redis_url, workers=2, concurrency=2)
     else:
         config = StackConfig(home=home)
     settings = Settings(home=home)
@@ -90,6 +99,8 @@ def run(kind: str, start: dt.date, end: dt.date) -> dict[str, Any]:
         stack.stop()
         for url in config.databases:
             drop_postgres_database(url)
+        if redis_url:
+            release_redis_db(redis_url)
 
 
 def main() -> int:

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -758,6 +759,43 @@ def drop_postgres_database(url: str) -> None:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     finally:
         conn.close()
+
+
+# -- Redis databases of throwaway stacks (tests, benchmarks) -------------------------------------------------
+REDIS_CLAIM_KEY = "loopline:stack-claim"
+
+
+def claim_redis_db(base_url: str = DEFAULT_REDIS_URL) -> str:
+    """The URL of an empty database (15 down to 1) on the Redis server of ``base_url``, claimed for one stack.
+
+    A test or benchmark stack gets a database of its own, so the keys Celery leaves (``_kombu.binding.*``,
+    ``unacked``...) never mix with ``make stack``'s database 0 and :func:`release_redis_db` can remove them. The
+    claim is a key set only if absent, so two stacks started side by side never pick the same database.
+    """
+    import redis
+
+    parts = urllib.parse.urlsplit(base_url)
+    for db in range(15, 0, -1):
+        url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
+        client = redis.Redis.from_url(url)
+        try:
+            if not client.dbsize() and client.set(REDIS_CLAIM_KEY, str(os.getpid()), nx=True):
+                return url
+        finally:
+            client.close()
+    raise StackError(f"no empty Redis database (1-15) at {parts.netloc} for the stack")
+
+
+def release_redis_db(url: str) -> None:
+    """Flush a database taken with :func:`claim_redis_db`; a database without the claim is left untouched."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        if client.exists(REDIS_CLAIM_KEY):
+            client.flushdb()
+    finally:
+        client.close()
 
 
 # -- command line: make stack / make stack-down ------------------------------------------------------------

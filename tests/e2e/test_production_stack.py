@@ -24,7 +24,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-import redis
 from loopline.airflow_client import AirflowClient
 from loopline.demo import DAGS, wait_for_dags
 from loopline.features import FEATURES_DATASET
@@ -39,8 +38,10 @@ from loopline.stack import (
     DEFAULT_PG_URL,
     Stack,
     _alive,
+    claim_redis_db,
     drop_postgres_database,
     process_tree,
+    release_redis_db,
 )
 from loopline.store import PartitionStore
 from loopline.tracking import CHAMPION, resolve_alias
@@ -77,21 +78,11 @@ def _make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def _free_redis_db() -> int:
-    r = redis.Redis(host="127.0.0.1", port=6379)
-    for db in range(15, 0, -1):
-        if not redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize():
-            return db
-    r.close()
-    raise RuntimeError("no empty Redis database (1-15) for the test stack")
-
-
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
     home = tmp_path_factory.mktemp("prod-stack")
     database = f"loopline_e2e_{uuid.uuid4().hex[:8]}"
-    redis_db = _free_redis_db()
-    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+    redis_url = claim_redis_db()
     env = {**os.environ, "STACK_HOME": str(home),
            "STACK_ARGS": f"--database {database} --redis-url {redis_url}",
            "LOOPLINE_MODEL_NAME": "loopline_prod_e2e", "LOOPLINE_DRIFT_POLL_SECONDS": "3"}
@@ -109,7 +100,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
         stopped = _make("stack-down", env=env)
         drop_postgres_database(f"{DEFAULT_PG_URL}/{database}")
         drop_postgres_database(f"{DEFAULT_PG_URL}/{database}_mlflow")
-        redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
+        release_redis_db(redis_url)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert pids and not [n for n, pid in pids.items() if _alive(int(pid))], "make stack-down left processes"
 

@@ -8,19 +8,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from loopline.settings import Settings
 from loopline.stack import (
     CELERY_TASK_QUEUED_CHECK_INTERVAL,
     CELERY_TASK_QUEUED_TIMEOUT,
+    REDIS_CLAIM_KEY,
     Stack,
     StackConfig,
     StackError,
     _alive,
     _split_db_url,
+    claim_redis_db,
     kill_tree,
     process_tree,
+    release_redis_db,
     stop_processes,
 )
 
@@ -62,6 +66,57 @@ def test_celery_stack_sends_a_dead_workers_unstarted_tasks_again_within_minutes(
     embedded = Stack(StackConfig(home=tmp_path / "e"), Settings(home=tmp_path / "e")).env()
     assert embedded["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] == "600"
     assert "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL" not in embedded
+
+
+class _FakeRedis:
+    """The few Redis calls claim_redis_db / release_redis_db make, on in-memory databases."""
+
+    dbs: ClassVar[dict[int, dict[str, str]]] = {}
+
+    def __init__(self, db: int) -> None:
+        self.data = self.dbs.setdefault(db, {})
+
+    @classmethod
+    def from_url(cls, url: str) -> _FakeRedis:
+        assert url.startswith("redis://127.0.0.1:6380/"), url
+        return cls(int(url.rsplit("/", 1)[1]))
+
+    def dbsize(self) -> int:
+        return len(self.data)
+
+    def set(self, key: str, value: str, nx: bool = False) -> bool:
+        if nx and key in self.data:
+            return False
+        self.data[key] = value
+        return True
+
+    def exists(self, key: str) -> int:
+        return int(key in self.data)
+
+    def flushdb(self) -> None:
+        self.data.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def test_redis_db_is_claimed_empty_and_flushed_only_when_claimed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    monkeypatch.setattr(redis, "Redis", _FakeRedis)
+    _FakeRedis.dbs = {0: {"_kombu.binding.default": "make stack's"}, 15: {"someone": "else"}}
+    first = claim_redis_db("redis://127.0.0.1:6380/0")
+    second = claim_redis_db("redis://127.0.0.1:6380/0")  # a stack started beside it gets another database
+    assert (first, second) == ("redis://127.0.0.1:6380/14", "redis://127.0.0.1:6380/13")
+    _FakeRedis.dbs[14].update({"_kombu.binding.default": "x", "unacked": "y"})  # what a Celery stack leaves
+    release_redis_db(first)
+    assert _FakeRedis.dbs[14] == {} and REDIS_CLAIM_KEY in _FakeRedis.dbs[13]
+    release_redis_db("redis://127.0.0.1:6380/0")  # never claimed: left alone
+    release_redis_db("redis://127.0.0.1:6380/15")
+    assert _FakeRedis.dbs[0] and _FakeRedis.dbs[15]
+    _FakeRedis.dbs = {db: {"k": "v"} for db in range(16)}
+    with pytest.raises(StackError, match="no empty Redis database"):
+        claim_redis_db("redis://127.0.0.1:6380/0")
 
 
 def test_every_component_listens_on_loopback_only(tmp_path: Path) -> None:
