@@ -9,9 +9,11 @@ touches a developer's ``make stack``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -52,7 +55,8 @@ FIRST = dt.date(2013, 1, 1)
 KILL_END = dt.date(2013, 1, 16)  # backfill 1: a worker is killed while it runs a task
 RESTART_END = dt.date(2013, 1, 31)  # backfill 2: the scheduler crashes and comes back
 VALIDATION_DAYS = 7
-# From the SIGKILL of a worker to the end of the backfill it was part of. Each task the worker held runs again:
+# From the SIGKILL of a worker to the end of the backfill it was part of. The worker is killed holding one task
+# running and one message received but not started (see _hold_a_message). Each task it held runs again:
 # one it was running once the scheduler sees no heartbeat (task_instance_heartbeat_timeout 60 s + its 10 s check)
 # and the retry delay (20-40 s) have passed, ~110 s; one whose message it had received but not started is still
 # "queued" for Airflow, its message unacked in Redis for the visibility timeout (24 h), and is sent again by the
@@ -167,6 +171,50 @@ def test_stack_listens_on_loopback_and_logs_no_secret(prod: Prod) -> None:
         assert not [s for s in secrets if s in text], f"a secret is written in {path}"
 
 
+def _stop_running_task(prod: Prod, ti: dict[str, Any]) -> bool:
+    """Stop (SIGSTOP) the process of a running task so that, for Airflow, it keeps running (its supervisor
+    heartbeats), like a task longer than the second a day takes; False when it finished before that."""
+    try:
+        os.kill(int(ti["pid"]), signal.SIGSTOP)
+        time.sleep(1)  # a final state its supervisor was already reporting lands now
+        stopped = psutil.Process(int(ti["pid"])).status() == psutil.STATUS_STOPPED
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        return False
+    now = {t["task_id"]: t for t in prod.api.task_instances(ti["dag_id"], ti["dag_run_id"])}[ti["task_id"]]
+    if stopped and now["state"] == "running" and now["try_number"] == ti["try_number"]:
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(ti["pid"]), signal.SIGCONT)
+    return False
+
+
+def _hold_a_message(prod: Prod, worker: str, task_pid: int, timeout: float = 90) -> str:
+    """Bring ``worker`` to the state in which dying costs the most: one task running, one received but not started.
+
+    The task process ``task_pid`` is already stopped (:func:`_stop_running_task`). Every idle pool process of the
+    worker is stopped too, so the next message the worker receives (it has a free slot: late acks, one message
+    per slot) cannot start and its task stays queued, as for a worker that dies just after receiving it. Returns
+    that task's run id.
+    """
+    running_slot = psutil.Process(task_pid).ppid()  # the pool process whose supervisor runs the task
+    stopped: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(prod.stack.pids()[worker]).children():
+            if child.pid != running_slot and child.pid not in stopped and not child.children():
+                os.kill(child.pid, signal.SIGSTOP)
+                stopped.add(child.pid)
+        # With both slots of this worker taken, the other worker's free slots start anything else in ~1 s: a
+        # task queued for 10 s sits in this worker.
+        now = dt.datetime.now(dt.UTC)
+        for ti in prod.api.all_task_instances("loopline_feature_backfill", state="queued"):
+            if stopped and ti["queued_when"] and ti["dag_run_id"].startswith("backfill__") and (
+                    now - dt.datetime.fromisoformat(ti["queued_when"])).total_seconds() > 10:
+                return str(ti["dag_run_id"])
+        time.sleep(0.5)
+    raise AssertionError(f"{worker} received no further message of the backfill in {timeout:.0f} s")
+
+
 def test_backfill_survives_a_killed_worker(prod: Prod, tmp_path: Path) -> None:
     api = prod.api
     for dag_id in DAGS:
@@ -174,13 +222,15 @@ def test_backfill_survives_a_killed_worker(prod: Prod, tmp_path: Path) -> None:
     bf = api.create_backfill("loopline_feature_backfill", FIRST.isoformat(), KILL_END.isoformat(), max_active_runs=4)
     victim = "celery-worker-1"
     killed: list[str] = []
+    held = ""
     killed_at = 0.0
     deadline = time.monotonic() + 300
     while not killed and time.monotonic() < deadline:
         worker = process_tree(prod.stack.pids()[victim])
         # A task of the backfill, not of the run that unpausing scheduled for today.
         for ti in api.all_task_instances("loopline_feature_backfill", state="running"):
-            if ti["dag_run_id"].startswith("backfill__") and ti.get("pid") in worker:
+            if ti["dag_run_id"].startswith("backfill__") and ti.get("pid") in worker and _stop_running_task(prod, ti):
+                held = _hold_a_message(prod, victim, int(ti["pid"]))
                 prod.stack.kill(victim)  # SIGKILL to the worker's whole process group: a crashed machine
                 killed_at = time.monotonic()
                 killed.append(ti["dag_run_id"])
@@ -194,9 +244,10 @@ def test_backfill_survives_a_killed_worker(prod: Prod, tmp_path: Path) -> None:
             "loopline_feature_backfill") if t["state"] not in {"success", "skipped", "failed"}]
         pytest.fail(f"the backfill did not complete within {RECOVERY_BOUND_S} s of the kill; unfinished: {stuck}")
     assert done["completed_at"]
-    print(f"backfill complete {time.monotonic() - killed_at:.0f} s after {victim} was killed running {killed[0]}")
+    print(f"backfill complete {time.monotonic() - killed_at:.0f} s after {victim} was killed running {killed[0]}"
+          f" and holding {held}")
     runs = {r["dag_run_id"]: r["state"] for r in api.dag_runs("loopline_feature_backfill", run_type=["backfill"])}
-    assert killed[0] in runs and set(runs.values()) == {"success"}, runs
+    assert {killed[0], held} <= set(runs) and set(runs.values()) == {"success"}, runs
     retried = [t for t in api.all_task_instances("loopline_feature_backfill") if t["dag_run_id"] == killed[0]]
     assert retried and retried[0]["try_number"] >= 2, "the interrupted task was not retried"
     _assert_written_exactly_once(prod, FIRST, KILL_END, tmp_path)
