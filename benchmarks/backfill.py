@@ -6,7 +6,8 @@ backfills ``loopline_feature_backfill`` over 2013 through ``POST /api/v2/backfil
 so only the backfill runs), and is checked partition by partition: every day whose run succeeded has exactly one
 committed partition, written by that day's backfill run (the manifest records the run and the try), no
 temporary leftovers, and no partition for a day whose run failed. Printed side by side: wall time from the
-backfill's creation to its completion, task slots, tasks per minute, retried tasks.
+backfill's creation to its completion, task slots, tasks per minute, retried tasks. The Celery stack gets PostgreSQL
+databases and a Redis database of its own (``claim_redis_db``), dropped and flushed at the end.
 
     .venv/bin/python benchmarks/backfill.py                        # both topologies, the whole of 2013
     .venv/bin/python benchmarks/backfill.py --end 2013-01-31 --only celery
