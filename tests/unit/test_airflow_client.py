@@ -42,13 +42,18 @@ class Flaky(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    Flaky.seen = {}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port for the duration of a test; yields the base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Flaky.seen = {}
+    yield from _serve(Flaky)
 
 
 def test_idempotent_calls_are_retried_after_a_timeout(server: str) -> None:
@@ -154,10 +159,7 @@ class Locked(BaseHTTPRequestHandler):
 @pytest.fixture
 def locked() -> Iterator[str]:
     Locked.seen, Locked.runs = {}, {}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Locked)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    yield from _serve(Locked)
 
 
 def test_a_database_error_is_retried_for_idempotent_calls_only(locked: str) -> None:
