@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline.features import FEATURES_DATASET, model_columns
+from loopline.reports import DRIFT
 from loopline.scoring import PREDICTIONS_DATASET
 from loopline.settings import Settings
 from loopline.store import PartitionStore, as_day
@@ -42,6 +43,30 @@ class DayCheck:
     model_version: str = ""
 
 
+@dataclass(frozen=True)
+class Monitored:
+    """What a drift check needs to know about a model: where its data is and how to read its labels."""
+
+    features_dataset: str
+    predictions_dataset: str
+    reports_dataset: str
+    version: str
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    label: str
+    positive: Any
+    task: str
+    window_days: int
+    model_name: str
+
+    @classmethod
+    def flights(cls, settings: Settings) -> Monitored:
+        """The flights classifier the DAGs monitor (until they are generated from projects)."""
+        fsv = settings.feature_set_version
+        return cls(FEATURES_DATASET, PREDICTIONS_DATASET, DRIFT, fsv, tuple(model_columns(fsv)), ("flight_id",),
+                   "label", 1, "binary_classification", settings.drift_window_days, settings.model_name)
+
+
 @functools.lru_cache(maxsize=8)
 def _profile(tracking_uri: str, model_name: str, version: str, home: str) -> ReferenceProfile:
     from loopline.tracking import load_reference_profile
@@ -54,27 +79,33 @@ def reference_for(settings: Settings, version: str) -> ReferenceProfile:
     return _profile(settings.mlflow_tracking_uri, settings.model_name, version, str(settings.home))
 
 
-def window_days(settings: Settings, day: dt.date) -> list[dt.date]:
-    """The days a check of ``day`` covers: ``day - drift_window_days + 1 .. day``."""
-    return [day - dt.timedelta(days=i) for i in range(settings.drift_window_days - 1, -1, -1)]
+def window_days(settings: Settings | int, day: dt.date) -> list[dt.date]:
+    """The days a check of ``day`` covers: ``day - window + 1 .. day`` (window: ``drift_window_days``)."""
+    n = settings if isinstance(settings, int) else settings.drift_window_days
+    return [day - dt.timedelta(days=i) for i in range(n - 1, -1, -1)]
 
 
-def _window(store: PartitionStore, fsv: str, days: list[dt.date], model_version: str) -> tuple[Any, Any, list[str]]:
+def _window(store: PartitionStore, m: Monitored, days: list[dt.date], model_version: str) -> tuple[Any, Any, list[str]]:
     """Features of the window's days, and the scores (with labels) of the days this model version scored."""
     import pandas as pd
 
+    from loopline.tasktypes import task_type
+
+    keys = list(m.keys)
     feats, scored, used = [], [], []
     for d in days:
-        if not store.exists(FEATURES_DATASET, fsv, d):
+        if not store.exists(m.features_dataset, m.version, d):
             continue
-        f = store.read(FEATURES_DATASET, fsv, d, columns=["flight_id", "label", *model_columns(fsv)])
+        f = store.read(m.features_dataset, m.version, d, columns=[*keys, m.label, *m.columns])
         feats.append(f)
         used.append(d.isoformat())
-        if store.exists(PREDICTIONS_DATASET, fsv, d):
-            p = store.read(PREDICTIONS_DATASET, fsv, d, columns=["flight_id", "score", "model_version"])
+        if store.exists(m.predictions_dataset, m.version, d):
+            p = store.read(m.predictions_dataset, m.version, d, columns=[*keys, "score", "model_version"])
             p = p[p["model_version"].astype(str) == model_version]
             if len(p):
-                scored.append(p.merge(f[["flight_id", "label"]], on="flight_id").assign(ds=d))
+                labels = pd.DataFrame({k: f[k] for k in keys})
+                labels["label"] = task_type(m.task).labels(f[m.label], m.positive)
+                scored.append(p.merge(labels, on=keys).assign(ds=d))
     features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
     scores = pd.concat(scored, ignore_index=True) if scored else pd.DataFrame()
     return features, scores, used
@@ -90,7 +121,7 @@ def performance_for(
     reference = profile.validation_metrics.get(config.performance_metric)
     if reference is None or scores.empty:
         return None
-    labelled = scores[scores["ds"] < day]
+    labelled = scores[(scores["ds"] < day) & scores["label"].notna()]
     if labelled["label"].nunique() < 2 or len(labelled) < 500:
         return None
     current = score_metric(labelled["label"].to_numpy(), labelled["score"].to_numpy(), config.performance_metric)
@@ -98,7 +129,7 @@ def performance_for(
 
 
 def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
-              config: DriftConfig | None = None) -> DayCheck:
+              config: DriftConfig | None = None, monitored: Monitored | None = None) -> DayCheck:
     """Compare the window ending at ``ds`` with the reference of the model version that scored ``ds``.
 
     Features are compared over every day of the window (they do not depend on the model). Prediction drift
@@ -110,23 +141,24 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
     from loopline.reports import write_drift_report
 
     day = as_day(ds)
-    fsv = settings.feature_set_version
+    m = monitored or Monitored.flights(settings)
+    fsv = m.version
     cfg = config or DriftConfig.from_env(None, drift_share=float(os.environ.get("LOOPLINE_DRIFT_SHARE",
                                                                                  settings.drift_share)))
-    if not store.exists(PREDICTIONS_DATASET, fsv, day):
+    if not store.exists(m.predictions_dataset, fsv, day):
         return DayCheck(day.isoformat(), skipped="no predictions partition (scoring skipped or failed that day)")
-    if not store.exists(FEATURES_DATASET, fsv, day):
+    if not store.exists(m.features_dataset, fsv, day):
         return DayCheck(day.isoformat(), skipped="no features partition")
-    preds = store.read(PREDICTIONS_DATASET, fsv, day, columns=["model_version"])
+    preds = store.read(m.predictions_dataset, fsv, day, columns=["model_version"])
     if preds.empty:
-        return DayCheck(day.isoformat(), skipped="the day has no predictions (no flights)")
+        return DayCheck(day.isoformat(), skipped="the day has no predictions (no rows)")
     model_version = str(preds["model_version"].iloc[0])
     profile = reference_for(settings, model_version)
-    days = window_days(settings, day)
-    features, scores, used = _window(store, fsv, days, model_version)
-    feature_cols = [c for c in model_columns(fsv) if c in profile.features]
+    days = window_days(m.window_days, day)
+    features, scores, used = _window(store, m, days, model_version)
+    feature_cols = [c for c in m.columns if c in profile.features]
     by_feature = compare(profile, features[feature_cols], config=cfg, columns=feature_cols).features
-    min_scored_days = max(1, settings.drift_window_days // 2)
+    min_scored_days = max(1, m.window_days // 2)
     scored_days = int(scores["ds"].nunique()) if not scores.empty else 0
     notes = [f"window {days[0]}..{day}: {len(used)} day(s) with features, {scored_days} scored by v{model_version}"]
     perf = None
@@ -137,7 +169,7 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
         notes.append(f"prediction drift and performance not judged: fewer than {min_scored_days} days scored "
                      f"by v{model_version} in the window")
     decision = decide(by_feature, cfg, perf)
-    min_days = max(1, settings.drift_window_days // 2)
+    min_days = max(1, m.window_days // 2)
     if len(used) < min_days and decision.drifted:
         # A window of a few days cannot look like weeks of training data (the first days of history).
         decision.drifted = False
@@ -147,13 +179,14 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
                          n_reference=profile.n_rows, n_current=len(features), config=cfg)
     body = report.to_dict()
     body.update({
-        "ds": day.isoformat(), "model_name": settings.model_name, "model_version": model_version,
+        "ds": day.isoformat(), "model_name": m.model_name, "model_version": model_version,
         "feature_set_version": fsv, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "window": {"start": days[0].isoformat(), "end": day.isoformat(), "days": used,
                    "scored_days": scored_days},
         "notes": notes,
     })
-    uri = write_drift_report(store, fsv, day, body, report.to_html(title=f"Loopline drift — {day}"))
+    uri = write_drift_report(store, fsv, day, body, report.to_html(title=f"Loopline drift — {m.model_name} {day}"),
+                             dataset=m.reports_dataset)
     decision = report.decision
     summary = {
         "ds": day.isoformat(), "model_version": model_version, "drifted": decision.drifted,

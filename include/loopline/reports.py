@@ -59,7 +59,8 @@ def parse_time(value: str | dt.datetime, where: str = "value") -> dt.datetime:
 
 
 def write_drift_report(
-    store: PartitionStore, fsv: str, ds: str | dt.date, report: Mapping[str, Any], html: str | None = None
+    store: PartitionStore, fsv: str, ds: str | dt.date, report: Mapping[str, Any], html: str | None = None,
+    *, dataset: str = DRIFT,
 ) -> str:
     """Write (or replace) the drift report of a day; returns the URI of ``report.json``.
 
@@ -74,22 +75,23 @@ def write_drift_report(
         raise ReportError(f"report for ds={body['ds']} cannot be written under ds={day}")
     check_report(body, f"drift report v={fsv} ds={day}")
     if html is not None:
-        store.write_side_file(REPORTS_KIND, DRIFT, fsv, day, REPORT_HTML, html)
-    return store.write_side_file(REPORTS_KIND, DRIFT, fsv, day, REPORT_JSON,
+        store.write_side_file(REPORTS_KIND, dataset, fsv, day, REPORT_HTML, html)
+    return store.write_side_file(REPORTS_KIND, dataset, fsv, day, REPORT_JSON,
                                  json.dumps(body, indent=2, sort_keys=True, default=str))
 
 
-def report_uri(store: PartitionStore, fsv: str, ds: str | dt.date) -> str:
-    return f"{store.side_path(REPORTS_KIND, DRIFT, fsv, ds)}/{REPORT_JSON}"
+def report_uri(store: PartitionStore, fsv: str, ds: str | dt.date, *, dataset: str = DRIFT) -> str:
+    return f"{store.side_path(REPORTS_KIND, dataset, fsv, ds)}/{REPORT_JSON}"
 
 
-def read_drift_report(store: PartitionStore, fsv: str, ds: str | dt.date) -> dict[str, Any] | None:
+def read_drift_report(store: PartitionStore, fsv: str, ds: str | dt.date, *,
+                      dataset: str = DRIFT) -> dict[str, Any] | None:
     """The drift report of a day, or None when none was written. Adds ``uri`` to the returned dict."""
     try:
-        raw = store.read_side_file(REPORTS_KIND, DRIFT, fsv, ds, REPORT_JSON)
+        raw = store.read_side_file(REPORTS_KIND, dataset, fsv, ds, REPORT_JSON)
     except FileNotFoundError:
         return None
-    uri = report_uri(store, fsv, ds)
+    uri = report_uri(store, fsv, ds, dataset=dataset)
     try:
         report = json.loads(raw)
     except json.JSONDecodeError as exc:

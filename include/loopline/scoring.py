@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopline.features import FEATURES_DATASET, categorical_columns, model_columns
@@ -20,34 +21,62 @@ PREDICTIONS_DATASET = "predictions"
 PREDICTION_KEYS = ("flight_id", "ds", "scheduled_departure_utc")
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What scoring needs to know about a model's data: inputs, keys and the task's prediction call."""
+
+    columns: tuple[str, ...]
+    categorical: tuple[str, ...]
+    keys: tuple[str, ...]
+    task: str = "binary_classification"
+    features_dataset: str = FEATURES_DATASET
+    predictions_dataset: str = PREDICTIONS_DATASET
+
+    @classmethod
+    def flights(cls, version: str) -> Scored:
+        """The flights classifier the DAGs score (until they are generated from projects)."""
+        return cls(tuple(model_columns(version)), tuple(categorical_columns(version)), PREDICTION_KEYS)
+
+
 def score_batches(
     model: Any,
     batches: Iterator[Any],
     version: str,
     model_name: str,
     model_version: str,
+    scored: Scored | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Score record batches of a features partition; yields one predictions frame per batch."""
+    """Score record batches of a features partition; yields one predictions frame per batch.
+
+    The ``score`` column holds the task's prediction: the positive-class probability of a binary classifier,
+    the predicted value of a regression.
+    """
     import pandas as pd
 
-    cats = categorical_columns(version)
+    from loopline.tasktypes import task_type
+
+    spec = scored or Scored.flights(version)
+    task = task_type(spec.task)
     produced = False
+    key_dtypes: dict[str, Any] = {}
     for batch in batches:
         produced = True
         frame = batch.to_pandas()
-        x = frame[model_columns(version)]
-        for col in cats:
+        x = frame[list(spec.columns)]
+        for col in spec.categorical:
             x[col] = x[col].astype(object).where(x[col].notna(), None)
-        scores = model.predict_proba(x)[:, 1] if len(x) else []
-        out = frame[list(PREDICTION_KEYS)].copy()
+        scores = task.predict(model, x)
+        out = frame[list(spec.keys)].copy()
+        key_dtypes = {k: out[k].dtype for k in spec.keys}
         out["score"] = pd.Series(scores, index=out.index, dtype="float64")
         out["model_name"] = pd.Series(model_name, index=out.index, dtype="string")
         out["model_version"] = pd.Series(str(model_version), index=out.index, dtype="string")
         out["feature_set_version"] = pd.Series(version, index=out.index, dtype="string")
         yield out
     if not produced:  # an empty features partition still gets an (empty) predictions partition
-        empty = {k: pd.Series(dtype="string") for k in PREDICTION_KEYS}
-        empty["scheduled_departure_utc"] = pd.Series(dtype="datetime64[us, UTC]")
+        empty = {k: pd.Series(dtype=key_dtypes.get(k, "string")) for k in spec.keys}
+        if "scheduled_departure_utc" in empty:
+            empty["scheduled_departure_utc"] = pd.Series(dtype="datetime64[us, UTC]")
         yield pd.DataFrame({**empty, "score": pd.Series(dtype="float64"),
                             "model_name": pd.Series(dtype="string"), "model_version": pd.Series(dtype="string"),
                             "feature_set_version": pd.Series(dtype="string")})
@@ -60,6 +89,7 @@ def score_batches_concurrently(
     model_name: str,
     model_version: str,
     workers: int,
+    scored: Scored | None = None,
 ) -> Iterator[pd.DataFrame]:
     """:func:`score_batches` on ``workers`` threads, one OpenMP thread each, output in input order.
 
@@ -80,7 +110,7 @@ def score_batches_concurrently(
         limits.append(threadpool_limits(1, user_api="openmp"))  # per thread; keep a reference alive
 
     def one(batch: Any) -> pd.DataFrame:
-        return next(score_batches(model, iter([batch]), version, model_name, model_version))
+        return next(score_batches(model, iter([batch]), version, model_name, model_version, scored))
 
     pending: deque[Future[pd.DataFrame]] = deque()
     submitted = False
@@ -93,7 +123,7 @@ def score_batches_concurrently(
         while pending:
             yield pending.popleft().result()
     if not submitted:  # an empty features partition still gets an (empty) predictions partition
-        yield from score_batches(model, iter(()), version, model_name, model_version)
+        yield from score_batches(model, iter(()), version, model_name, model_version, scored)
 
 
 def score_partition(
@@ -107,6 +137,7 @@ def score_partition(
     batch_rows: int = 65_536,
     workers: int | None = None,
     extra: dict[str, Any] | None = None,
+    scored: Scored | None = None,
 ) -> Manifest:
     """Score the features partition of ``ds`` and write (or replace) its predictions partition.
 
@@ -115,10 +146,11 @@ def score_partition(
     import os
 
     day = as_day(ds)
-    columns = list(PREDICTION_KEYS) + model_columns(version)
-    batches = store.iter_batches(FEATURES_DATASET, version, day, batch_rows, columns=columns)
+    spec = scored or Scored.flights(version)
+    columns = list(dict.fromkeys([*spec.keys, *spec.columns]))
+    batches = store.iter_batches(spec.features_dataset, version, day, batch_rows, columns=columns)
     meta = {"model_name": model_name, "model_version": str(model_version), **(extra or {})}
     n = workers or os.cpu_count() or 1
-    scored = (score_batches(model, batches, version, model_name, model_version) if n == 1 else
-              score_batches_concurrently(model, batches, version, model_name, model_version, n))
-    return store.write_batches(PREDICTIONS_DATASET, version, day, scored, extra=meta)
+    frames = (score_batches(model, batches, version, model_name, model_version, spec) if n == 1 else
+              score_batches_concurrently(model, batches, version, model_name, model_version, n, spec))
+    return store.write_batches(spec.predictions_dataset, version, day, frames, extra=meta)

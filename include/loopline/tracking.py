@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from loopline import lineage
 from loopline.features import feature_kinds, model_columns
 from loopline.settings import Settings
-from loopline.training import TrainResult, model_input
+from loopline.training import TrainResult, model_frame
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -179,8 +179,11 @@ def log_training_run(
         "loopline.seed": str(result.seed),
     }
     tags.update({f"loopline.{k}": str(v) for k, v in (context or {}).items()})
+    from loopline.tasktypes import task_type
+
     profile = reference_profile(result)
-    example = model_input(result.reference.head(5), version)
+    columns, kinds = _inputs_of(result)
+    example = model_frame(result.reference.head(5), columns, [c for c in columns if kinds[c] == "categorical"])
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         mlflow.log_params({**result.params, "seed": result.seed, "feature_set_version": version})
         mlflow.log_metrics({f"val_{k}": v for k, v in result.metrics.items()})
@@ -188,7 +191,7 @@ def log_training_run(
                             "validation_label_rate": result.validation_label_rate})
         mlflow.log_dict(json.loads(profile.to_json()), REFERENCE_PROFILE_ARTIFACT)
         mlflow.log_dict(result.window.as_dict(), "window.json")
-        signature = infer_signature(example, result.model.predict_proba(example))
+        signature = infer_signature(example, task_type(result.task).predict(result.model, example))
         info = mlflow.sklearn.log_model(
             result.model,
             name="model",
@@ -267,15 +270,23 @@ def reference_profile(result: TrainResult) -> ReferenceProfile:
 
     from loopline.drift import ReferenceProfile
 
-    version = result.feature_set_version
+    columns, kinds = _inputs_of(result)
     features = ReferenceProfile.fit(
-        result.reference, model_columns(version), feature_kinds=feature_kinds(version),
-        validation_metrics=result.metrics,
+        result.reference, columns, feature_kinds=kinds, validation_metrics=result.metrics,
     )
     scores = ReferenceProfile.fit(pd.DataFrame({"score": result.validation_scores}), ["score"],
                                   feature_kinds={"score": "numeric"})
     features.features["score"] = scores.features["score"]
     return features
+
+
+def _inputs_of(result: TrainResult) -> tuple[list[str], dict[str, str]]:
+    """The model's input columns and their kinds (the flights feature set for results that do not carry them)."""
+    if result.columns:
+        return list(result.columns), {c: ("categorical" if c in result.categorical else "numeric")
+                                      for c in result.columns}
+    version = result.feature_set_version
+    return model_columns(version), feature_kinds(version)
 
 
 def load_reference_profile(settings: Settings, version: str, name: str | None = None) -> ReferenceProfile:

@@ -12,22 +12,17 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loopline.features import FEATURES_DATASET, categorical_columns, model_columns, numeric_columns
+from loopline.project.spec import TASK_METRICS
 from loopline.store import PartitionStore, as_day, content_hash
+from loopline.tasktypes import DEFAULT_PARAMS
 
 if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
-# Direction of each metric: +1 when larger is better.
-METRIC_DIRECTION = {"roc_auc": 1, "pr_auc": 1, "log_loss": -1, "brier": -1}
-DEFAULT_PARAMS: dict[str, Any] = {
-    "learning_rate": 0.08,
-    "max_iter": 250,
-    "max_leaf_nodes": 31,
-    "min_samples_leaf": 40,
-    "l2_regularization": 1.0,
-}
+# Direction of each metric: +1 when larger is better (every task's metrics: the task types own them).
+METRIC_DIRECTION = {name: (1 if higher else -1) for task in TASK_METRICS.values() for name, higher in task.items()}
 
 
 class TrainingDataError(ValueError):
@@ -75,59 +70,81 @@ class TrainResult:
     validation_label_rate: float
     reference: pd.DataFrame = field(repr=False)
     validation_scores: Any = field(repr=False, default=None)
+    columns: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    task: str = "binary_classification"
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a training run needs to know about a model: its inputs, its label and its estimator.
+
+    ``factory`` (optional) builds the estimator from ``params``; without it the task's default is used.
+    """
+
+    columns: list[str]
+    categorical: list[str]
+    task: str = "binary_classification"
+    label: str = "label"
+    positive: Any = 1
+    params: dict[str, Any] = field(default_factory=dict)
+    factory: Any = None
+    seed: int = 42
+    min_rows: int = 100
+    metrics: tuple[str, ...] = ()
+    sort_by: tuple[str, ...] = ()
+    where: str = ""
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c in self.columns if c not in self.categorical]
 
 
 def build_pipeline(version: str, seed: int, params: dict[str, Any] | None = None) -> Pipeline:
-    """Ordinal-encoded categoricals and raw numerics into a histogram gradient-boosted classifier.
+    """The flights classifier's default estimator (the binary task's default)."""
+    from loopline.tasktypes import task_type
 
-    Unknown categories at scoring time are encoded as missing, which the classifier handles natively, as it
-    does missing numerics (calm-wind gusts, absent weather).
-    """
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OrdinalEncoder
-
-    cats, nums = categorical_columns(version), numeric_columns(version)
-    encoder = OrdinalEncoder(
-        handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1, dtype="float64"
-    )
-    pre = ColumnTransformer(
-        [("categorical", encoder, cats), ("numeric", "passthrough", nums)],
-        verbose_feature_names_out=False,
-    )
-    hp = {**DEFAULT_PARAMS, **(params or {})}
-    clf = HistGradientBoostingClassifier(
-        categorical_features=list(range(len(cats))),
-        early_stopping=False,
-        random_state=seed,
-        **hp,
-    )
-    return Pipeline([("features", pre), ("classifier", clf)])
+    pipe: Pipeline = task_type("binary_classification").default_estimator(
+        categorical_columns(version), numeric_columns(version), seed, {**DEFAULT_PARAMS, **(params or {})})
+    return pipe
 
 
-def model_input(frame: pd.DataFrame, version: str) -> pd.DataFrame:
+def model_frame(frame: pd.DataFrame, columns: list[str], categorical: list[str]) -> pd.DataFrame:
     """The model's input columns of a features frame, with categoricals as plain object columns."""
-    x = frame[model_columns(version)].copy()
-    for col in categorical_columns(version):
+    x = frame[columns].copy()
+    for col in categorical:
         x[col] = x[col].astype(object).where(x[col].notna(), None)
     return x
 
 
-def evaluate(model: Any, frame: pd.DataFrame, version: str) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss and Brier score of ``model`` on a labelled features frame."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+def model_input(frame: pd.DataFrame, version: str) -> pd.DataFrame:
+    """:func:`model_frame` of a flights feature-set version."""
+    return model_frame(frame, model_columns(version), categorical_columns(version))
 
-    y = frame["label"].to_numpy()
-    if len(set(y.tolist())) < 2:
-        raise TrainingDataError(f"evaluation needs both classes; the {len(y)} rows have only label {y[:1]}")
-    p = model.predict_proba(model_input(frame, version))[:, 1]
-    return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
-        "log_loss": float(log_loss(y, p, labels=[0, 1])),
-        "brier": float(brier_score_loss(y, p)),
-    }
+
+def evaluate_inputs(model: Any, frame: pd.DataFrame, inputs: ModelInputs) -> dict[str, float]:
+    """The task's metrics of ``model`` on the labelled rows of a features frame."""
+    from loopline.tasktypes import LabelError, task_type
+
+    task = task_type(inputs.task)
+    y = task.labels(frame[inputs.label], inputs.positive)
+    try:
+        return task.evaluate(y, task.predict(model, model_frame(frame, inputs.columns, inputs.categorical)),
+                             list(inputs.metrics) or None)
+    except LabelError as exc:
+        raise TrainingDataError(str(exc)) from exc
+
+
+def flights_inputs(version: str, *, seed: int = 42, params: dict[str, Any] | None = None) -> ModelInputs:
+    """The flights disruption classifier's inputs (the DAGs' model until they are generated from projects)."""
+    return ModelInputs(columns=model_columns(version), categorical=categorical_columns(version),
+                       params={**DEFAULT_PARAMS, **(params or {})}, seed=seed,
+                       sort_by=("scheduled_departure_utc", "flight_id"))
+
+
+def evaluate(model: Any, frame: pd.DataFrame, version: str) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss and Brier score of ``model`` on a labelled flights features frame."""
+    return evaluate_inputs(model, frame, flights_inputs(version))
 
 
 def load_window(store: PartitionStore, version: str, window: TrainingWindow) -> pd.DataFrame:
@@ -138,6 +155,71 @@ def load_window(store: PartitionStore, version: str, window: TrainingWindow) -> 
         raise TrainingDataError(f"no feature partitions in the window {window.start}..{window.end}: {exc}") from exc
 
 
+def fit_window(frame: pd.DataFrame, window: TrainingWindow, inputs: ModelInputs, *,
+               feature_set_version: str) -> TrainResult:
+    """Fit on the window's training days and evaluate on its held-out days.
+
+    Rows whose label is missing (or not usable: ±inf for a regression) are neither trained nor judged on.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from loopline.tasktypes import LabelError, build_estimator, task_type
+
+    task = task_type(inputs.task)
+    where = inputs.where
+    days = pd.to_datetime(frame["ds"]).dt.date
+    in_window = (days >= window.start) & (days <= window.end)
+    frame = frame.loc[in_window]
+    order = [c for c in inputs.sort_by if c in frame.columns] or ["ds"]
+    frame = frame.sort_values(order, kind="stable")
+    try:
+        y_all = task.labels(frame[inputs.label], inputs.positive, where=where)
+    except LabelError as exc:
+        raise TrainingDataError(str(exc)) from exc
+    labelled = ~np.isnan(y_all)
+    days = pd.to_datetime(frame["ds"]).dt.date
+    is_val = (days >= window.validation_start).to_numpy()
+    fit_mask, val_mask = labelled & ~is_val, labelled & is_val
+    fit_df, val_df = frame.loc[fit_mask], frame.loc[val_mask]
+    if int(fit_mask.sum()) < inputs.min_rows or int(val_mask.sum()) < 20:
+        raise TrainingDataError(
+            f"{where}window {window.start}..{window.end} has {int(fit_mask.sum())} labelled training and "
+            f"{int(val_mask.sum())} labelled validation rows (at least {inputs.min_rows} and 20 needed); backfill "
+            "more feature days or widen the window"
+        )
+    try:
+        task.check_trainable(y_all[fit_mask], column=inputs.label, positive=inputs.positive, where=where)
+    except LabelError as exc:
+        raise TrainingDataError(str(exc)) from exc
+    model = build_estimator(task, inputs.factory, inputs.params, categorical=inputs.categorical,
+                            numeric=inputs.numeric, seed=inputs.seed)
+    model.fit(model_frame(fit_df, inputs.columns, inputs.categorical), y_all[fit_mask])
+    x_val = model_frame(val_df, inputs.columns, inputs.categorical)
+    scores = task.predict(model, x_val)
+    try:
+        metrics = task.evaluate(y_all[val_mask], scores, list(inputs.metrics) or None)
+    except LabelError as exc:
+        raise TrainingDataError(f"{where}{exc}") from exc
+    return TrainResult(
+        model=model,
+        metrics=metrics,
+        window=window,
+        feature_set_version=feature_set_version,
+        params=dict(inputs.params),
+        seed=inputs.seed,
+        train_rows=len(fit_df),
+        validation_rows=len(val_df),
+        content_hash=content_hash(frame.reset_index(drop=True)),
+        validation_label_rate=float(np.mean(y_all[val_mask])),
+        reference=fit_df[inputs.columns].reset_index(drop=True),
+        validation_scores=scores,
+        columns=list(inputs.columns),
+        categorical=list(inputs.categorical),
+        task=inputs.task,
+    )
+
+
 def train(
     frame: pd.DataFrame,
     window: TrainingWindow,
@@ -146,38 +228,5 @@ def train(
     seed: int = 42,
     params: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Fit on the window's training days and evaluate on its held-out days."""
-    import pandas as pd
-
-    days = pd.to_datetime(frame["ds"]).dt.date
-    in_window = (days >= window.start) & (days <= window.end)
-    frame = frame.loc[in_window].sort_values(["scheduled_departure_utc", "flight_id"], kind="stable")
-    days = pd.to_datetime(frame["ds"]).dt.date
-    is_val = (days >= window.validation_start).to_numpy()
-    fit_df, val_df = frame.loc[~is_val], frame.loc[is_val]
-    if len(fit_df) < 100 or len(val_df) < 20:
-        raise TrainingDataError(
-            f"window {window.start}..{window.end} has {len(fit_df)} training and {len(val_df)} validation rows; "
-            "backfill more feature days or widen the window"
-        )
-    if fit_df["label"].nunique() < 2:
-        raise TrainingDataError("the training days hold only one class of label; widen the window")
-    hp = {**DEFAULT_PARAMS, **(params or {})}
-    model = build_pipeline(version, seed, hp)
-    model.fit(model_input(fit_df, version), fit_df["label"].to_numpy())
-    metrics = evaluate(model, val_df, version)
-    scores = model.predict_proba(model_input(val_df, version))[:, 1]
-    return TrainResult(
-        model=model,
-        metrics=metrics,
-        window=window,
-        feature_set_version=version,
-        params=hp,
-        seed=seed,
-        train_rows=len(fit_df),
-        validation_rows=len(val_df),
-        content_hash=content_hash(frame.reset_index(drop=True)),
-        validation_label_rate=float(val_df["label"].mean()),
-        reference=fit_df[model_columns(version)].reset_index(drop=True),
-        validation_scores=scores,
-    )
+    """The flights classifier on a window (:func:`fit_window` with :func:`flights_inputs`)."""
+    return fit_window(frame, window, flights_inputs(version, seed=seed, params=params), feature_set_version=version)

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,10 +144,17 @@ def _context() -> Any:
     return context
 
 
-def _prepare(suite: str | Path) -> tuple[dict[str, Any], Path, Any]:
-    """The suite's spec, path and validation definition; built once per suite *content* and process."""
-    spec = load_suite(suite)
-    path = resolve_suite(suite)
+def _prepare(suite: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], Path, Any]:
+    """The suite's spec, path and validation definition; built once per suite *content* and process.
+
+    A mapping is a suite generated in memory (``loopline.suites``); its "path" names it for messages.
+    """
+    if isinstance(suite, Mapping):
+        spec = dict(suite)
+        path = Path(f"<generated suite {spec.get('name')}>")
+    else:
+        spec = load_suite(suite)
+        path = resolve_suite(suite)
     key = (str(path), json.dumps(spec, sort_keys=True, default=str))
     with _CONTEXT_LOCK:
         definition = _DEFINITIONS.get(key)
@@ -204,7 +212,7 @@ def clear_cache() -> None:
 
 
 def validate(
-    frame: pd.DataFrame, suite: str | Path, *, data_name: str, render_docs: bool = True,
+    frame: pd.DataFrame, suite: str | Path | Mapping[str, Any], *, data_name: str, render_docs: bool = True,
     result_format: str = "SUMMARY",
 ) -> ValidationSummary:
     """Validate ``frame`` against a suite file in the process's ephemeral GX context.
