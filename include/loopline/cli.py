@@ -109,7 +109,126 @@ def _run_drift(args: argparse.Namespace) -> int:
     return EXIT_DRIFT if (args.fail_on_drift and report.decision.drifted) else EXIT_OK
 
 
-_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (_add_drift,)
+def _add_project(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("project", help="check, list or start model projects (project.yaml)",
+                       description="Model projects: folders holding project.yaml, found in include/projects/ and "
+                                   "in every folder of LOOPLINE_PROJECTS_PATH.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    check = verbs.add_parser("check", help="validate a project and print it with every default resolved")
+    check.add_argument("project", metavar="PATH_OR_NAME")
+    check.add_argument("--format", choices=("yaml", "json"), default="yaml", dest="fmt")
+    check.set_defaults(handler=_run_project_check)
+    lst = verbs.add_parser("list", help="every project on the search path, or its error")
+    lst.set_defaults(handler=_run_project_list)
+    new = verbs.add_parser("new", help="write a starting project.yaml inferred from a sample file")
+    new.add_argument("name", metavar="NAME")
+    new.add_argument("--sample", required=True, metavar="FILE", help="one day of data (Parquet or CSV)")
+    new.add_argument("--label", required=True, metavar="COLUMN")
+    new.add_argument("--positive", metavar="VALUE", help="the positive label value (binary)")
+    new.add_argument("--task", choices=("binary_classification", "regression"))
+    new.add_argument("--keys", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], metavar="a,b")
+    new.add_argument("--start-date", metavar="YYYY-MM-DD")
+    new.add_argument("--dir", type=Path, default=None,
+                     help="folder to create NAME/project.yaml in (default: print it)")
+    new.set_defaults(handler=_run_project_new)
+
+
+def _run_project_check(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from loopline.project import ProjectError, load_project, resolve
+    from loopline.project.loader import references
+
+    try:
+        project = load_project(args.project)
+        for key, _ in references(project):
+            resolve(project, key)
+    except (ProjectError, LookupError) as exc:
+        print(f"loopline project check: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    data = project.model_dump(mode="json")
+    print(json.dumps(data, indent=2) if args.fmt == "json" else
+          f"# {project.path}: valid\n" + yaml.safe_dump(data, sort_keys=False, width=110))
+    return EXIT_OK
+
+
+def _run_project_list(args: argparse.Namespace) -> int:
+    from loopline.project import discover
+
+    del args
+    code = EXIT_OK
+    for found in discover():
+        if found.project is not None:
+            print(f"{found.project.project:<20} {', '.join(found.project.models):<30} {found.path}")
+        else:
+            print(f"{'(error)':<20} {'':<30} {found.error}")
+            code = EXIT_INPUT
+    return code
+
+
+def _run_project_new(args: argparse.Namespace) -> int:
+    from loopline.project.new import new_project
+
+    try:
+        text = new_project(args.name, args.sample, args.label, positive=args.positive, task=args.task,
+                           keys=args.keys, start_date=args.start_date)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"loopline project new: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if args.dir is None:
+        print(text, end="")
+        return EXIT_OK
+    target = args.dir / args.name / "project.yaml"
+    if target.exists():
+        print(f"loopline project new: {target} exists; not overwritten", file=sys.stderr)
+        return EXIT_INPUT
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target}; edit it, then run: loopline project check {target.parent}")
+    return EXIT_OK
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run a project's whole loop in this process, without Airflow",
+                       description="Features day by day, the first champion, scoring, drift, retraining on drift "
+                                   "and on the retrain cron, promotion: against the store and MLflow under "
+                                   "LOOPLINE_HOME (or LOOPLINE_STORE_ROOT / LOOPLINE_MLFLOW_TRACKING_URI).")
+    p.add_argument("project", metavar="PROJECT", help="project name or folder")
+    p.add_argument("--start", required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--end", required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--summary", type=Path, metavar="FILE", help="also write the summary as JSON")
+    p.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import logging
+
+    from loopline.project import ProjectError, load_project
+    from loopline.runner import run_project, write_summary
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        project = load_project(args.project)
+        start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    except (ProjectError, LookupError, ValueError) as exc:
+        print(f"loopline run: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if end < start:
+        print(f"loopline run: --end {end} is before --start {start}", file=sys.stderr)
+        return EXIT_INPUT
+    summary = run_project(project, start, end)
+    print(summary.to_table())
+    if args.summary:
+        write_summary(summary, args.summary)
+    return EXIT_OK
+
+
+_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    _add_drift, _add_project, _add_run,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

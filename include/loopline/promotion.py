@@ -365,6 +365,8 @@ def compare_on_same_window(
     store: PartitionStore | None = None,
     settings: Settings | None = None,
     load_model: Callable[[str], Any] | None = None,
+    dataset: str | None = None,
+    evaluate: Callable[[Any, Any, str], dict[str, float]] | None = None,
 ) -> Comparison:
     """Metrics of the candidate and the champion on the candidate's validation window.
 
@@ -394,14 +396,18 @@ def compare_on_same_window(
     champ_fsv = (champ_mv.tags or {}).get("loopline.feature_set_version") or cand_window["feature_set_version"]
     loader = load_model or _default_loader(settings, registry)
     from loopline.features import FEATURES_DATASET
-    from loopline.training import TrainingDataError, evaluate
+    from loopline.training import TrainingDataError
+    from loopline.training import evaluate as evaluate_flights
+
+    features = dataset or FEATURES_DATASET
+    judge = evaluate or evaluate_flights
 
     frames: dict[str, Any] = {}
 
     def days(fsv: str) -> Any:
         if fsv not in frames:
             try:
-                frames[fsv] = store.read_range(FEATURES_DATASET, fsv, cand_window["validation_start"],
+                frames[fsv] = store.read_range(features, fsv, cand_window["validation_start"],
                                                cand_window["window_end"])
             except FileNotFoundError as exc:
                 raise PromotionError(
@@ -411,9 +417,9 @@ def compare_on_same_window(
         return frames[fsv]
 
     try:
-        cand_eval = evaluate(loader(f"models:/{registry.name}/{candidate_version}"),
-                             days(cand_window["feature_set_version"]), cand_window["feature_set_version"])
-        champ_eval = evaluate(loader(f"models:/{registry.name}/{champion_version}"), days(champ_fsv), champ_fsv)
+        cand_eval = judge(loader(f"models:/{registry.name}/{candidate_version}"),
+                          days(cand_window["feature_set_version"]), cand_window["feature_set_version"])
+        champ_eval = judge(loader(f"models:/{registry.name}/{champion_version}"), days(champ_fsv), champ_fsv)
     except TrainingDataError as exc:
         raise PromotionError(f"cannot evaluate on {cand_window['validation_start']}..{cand_window['window_end']}: "
                              f"{exc}") from exc

@@ -64,7 +64,7 @@ class TaskType:
             out = np.where(is_pos, 1.0, 0.0)
             out[~present] = np.nan
             return out
-        numeric = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+        numeric = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(copy=True)
         bad_text = present & np.isnan(numeric)
         if bad_text.any():
             example = values[bad_text].iloc[0]

@@ -125,6 +125,7 @@ def _pip_requirements() -> list[str]:
 # HistGradientBoosting (their indices are not bounds-checked, so a *malicious* file could crash predict) and
 # the partial(check_array) the estimator keeps. We load only models we trained and logged ourselves.
 REVIEWED_SKOPS_TYPES = frozenset({
+    "numpy.dtype",  # a data-type descriptor (encoders keep their output dtype); constructing one runs no code
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "functools.partial",
     "sklearn.utils.validation.check_array",

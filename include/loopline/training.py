@@ -148,11 +148,16 @@ def evaluate(model: Any, frame: pd.DataFrame, version: str) -> dict[str, float]:
 
 
 def load_window(store: PartitionStore, version: str, window: TrainingWindow) -> pd.DataFrame:
-    """All committed feature partitions of the window (missing days are skipped)."""
+    """All committed flights feature partitions of the window (missing days are skipped)."""
+    return load_window_of(store, FEATURES_DATASET, version, window)
+
+
+def load_window_of(store: PartitionStore, dataset: str, version: str, window: TrainingWindow) -> pd.DataFrame:
+    """All committed partitions of ``dataset`` in the window (missing days are skipped)."""
     try:
-        return store.read_range(FEATURES_DATASET, version, window.start, window.end)
+        return store.read_range(dataset, version, window.start, window.end)
     except FileNotFoundError as exc:
-        raise TrainingDataError(f"no feature partitions in the window {window.start}..{window.end}: {exc}") from exc
+        raise TrainingDataError(f"no {dataset} partitions in the window {window.start}..{window.end}: {exc}") from exc
 
 
 def fit_window(frame: pd.DataFrame, window: TrainingWindow, inputs: ModelInputs, *,

@@ -157,7 +157,7 @@ class Source(Spec):
                              "location") if getattr(self, k) is not None}
         stray = sorted(given - allowed)
         if stray:
-            raise ValueError(f"{', '.join(stray)} do(es) not apply to a {self.kind} source (it takes "
+            raise ValueError(f"{', '.join(stray)}: does not apply to a {self.kind} source (it takes "
                              f"{', '.join(sorted(allowed))})")
         if self.kind == "files":
             if not self.uri or "{ds}" not in self.uri:

@@ -1,0 +1,106 @@
+"""``loopline project new``: a starting ``project.yaml`` inferred from a sample file, for the user to edit."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopline.project.spec import NAME_PATTERN
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# A column with at most this many distinct values (and a non-float dtype) is inferred categorical.
+MAX_CATEGORIES = 50
+
+
+def infer_kind(values: pd.Series) -> str | None:
+    """``numeric``, ``categorical``, or None for a column that cannot be a feature (dates, free text)."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(values):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(values):
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return None
+    if values.nunique(dropna=True) <= MAX_CATEGORIES or values.nunique(dropna=True) <= 0.05 * max(len(values), 1):
+        return "categorical"
+    return None
+
+
+def new_project(name: str, sample: str, label: str, *, positive: str | None = None, task: str | None = None,
+                keys: list[str] | None = None, start_date: str | None = None) -> str:
+    """The text of a starting ``project.yaml`` for ``sample`` (a Parquet or CSV file of one day).
+
+    The label column and any key columns are kept out of the features; a key defaults to the first column
+    whose values are all distinct; the task defaults to binary when the label has two values.
+    """
+    import datetime as dt
+
+    import yaml
+
+    from loopline.cli import read_table
+
+    if not re.match(NAME_PATTERN, name):
+        raise ValueError(f"{name!r} is not a valid project name: use lower-case letters, digits and '_'")
+    frame = read_table(sample)
+    if label not in frame.columns:
+        raise ValueError(f"label column {label!r} is not in {sample} (columns: {list(frame.columns)})")
+    labels = frame[label].dropna()
+    if task is None:
+        task = "binary_classification" if labels.nunique() == 2 else "regression"
+    if task == "binary_classification" and positive is None:
+        values = sorted(map(str, labels.unique()))
+        if len(values) != 2:
+            raise ValueError(f"label {label!r} has {len(values)} values; give --positive VALUE")
+        positive = values[-1]
+    if keys is None:
+        keys = [c for c in frame.columns if c != label and frame[c].notna().all() and frame[c].is_unique][:1]
+        if not keys:
+            raise ValueError("no column has distinct values on every row; give --keys a,b")
+    columns: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for col in frame.columns:
+        if col == label or col in keys:
+            continue
+        kind = infer_kind(frame[col])
+        if kind is None:
+            skipped.append(str(col))
+            continue
+        entry: dict[str, Any] = {"name": str(col), "kind": kind}
+        columns.append(entry)
+    uri = Path(sample).resolve().as_uri() if "://" not in sample else sample
+    day = re.search(r"\d{4}-\d{2}-\d{2}", uri)
+    uri = uri[:day.start()] + "{ds}" + uri[day.end():] if day else uri.rsplit("/", 1)[0] + "/ds={ds}/" + \
+        uri.rsplit("/", 1)[1]
+    doc: dict[str, Any] = {
+        "project": name,
+        "start_date": start_date or dt.date.today().isoformat(),
+        "sources": {"main": {"uri": uri, "format": "csv" if sample.lower().endswith((".csv", ".csv.gz")) else
+                             "parquet"}},
+        "features": {"version": 1, "keys": keys, "columns": columns},
+        "models": {_model_name(label): {"task": task, "label": {"column": label, **(
+            {"positive": _plain(positive)} if task == "binary_classification" else {})}}},
+    }
+    head = (f"# Written by `loopline project new` from {sample}. Edit it, then `loopline project check {name}`.\n"
+            "# sources.main.uri must name each day's file with {ds} (YYYY-MM-DD), e.g. .../ds={ds}/part.parquet.\n")
+    if skipped:
+        head += f"# Not taken as features (dates or free text): {', '.join(skipped)}\n"
+    return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+
+
+def _model_name(label: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9_]", "_", label.lower()).strip("_") or "model"
+    return cleaned if cleaned[0].isalpha() else f"m_{cleaned}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        for cast in (int, float):
+            try:
+                return cast(value)
+            except ValueError:
+                continue
+    return value

@@ -1,0 +1,103 @@
+"""`loopline run` on a project of another shape than flights (tests/support/bikes_project.py).
+
+A CSV source, string keys, a feature builder and an estimator factory of the project's own, a regression and
+a binary model, rows with missing labels, one day with a missing column and one with another day's rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from loopline.cli import main
+from loopline.store import PartitionStore
+
+from tests.support.bikes_project import START, day_frame, write_project
+
+pytestmark = pytest.mark.integration
+DAYS = 32
+BAD_COLUMN_DAY = START + dt.timedelta(days=25)
+BAD_ROWS_DAY = START + dt.timedelta(days=26)
+
+
+@pytest.fixture(scope="module")
+def bikes_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    root = tmp_path_factory.mktemp("bikes")
+    folder = write_project(root / "projects", days=DAYS, rows=220)
+    # One day lacks a declared column; the next holds a row of the day before (a misfiled export).
+    day_frame(BAD_COLUMN_DAY, 220).drop(columns=["station"]).to_csv(
+        folder / "rentals" / f"ds={BAD_COLUMN_DAY}.csv", index=False)
+    misfiled = day_frame(BAD_ROWS_DAY, 220)
+    misfiled.loc[3, "started_at"] = f"{BAD_ROWS_DAY - dt.timedelta(days=1)}T10:00:00"
+    misfiled.to_csv(folder / "rentals" / f"ds={BAD_ROWS_DAY}.csv", index=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LOOPLINE_HOME", str(root / "home"))
+    mp.setenv("LOOPLINE_PROJECTS_PATH", str(root / "projects"))
+    for var in ("LOOPLINE_STORE_ROOT", "LOOPLINE_MLFLOW_TRACKING_URI"):
+        mp.delenv(var, raising=False)
+    summary_path = root / "summary.json"
+    end = START + dt.timedelta(days=DAYS - 1)
+    code = main(["run", "bikes", "--start", START.isoformat(), "--end", end.isoformat(),
+                 "--summary", str(summary_path)])
+    mp.undo()
+    assert code == 0
+    return json.loads(summary_path.read_text()), root, (root / "home" / "store").as_uri()
+
+
+def test_both_models_get_a_champion_and_score_every_day_after_it(bikes_run: tuple[dict, Path, str]) -> None:
+    summary, _, _ = bikes_run
+    assert summary["project"] == "bikes"
+    assert set(summary["models"]) == {"duration", "late_return"}
+    for name, model in summary["models"].items():
+        assert model["champion"] is not None, name
+        first = model["retrains"][0]
+        assert first["trigger"] == "manual" and first["action"] == "promote", first
+        assert model["days_scored"] >= 8, model  # days after the first 21-day window, less the two bad days
+        assert {r["trigger"] for r in model["retrains"]} <= {"manual", "cron", "drift"}
+    assert summary["models"]["duration"]["retrains"][0]["metric"] == "rmse"
+    assert summary["models"]["late_return"]["retrains"][0]["metric"] == "pr_auc"
+
+
+def test_bad_days_are_named_and_leave_nothing_behind(bikes_run: tuple[dict, Path, str]) -> None:
+    summary, _, root = bikes_run
+    failed = {f["ds"]: f["error"] for f in summary["days_failed"]}
+    assert set(failed) == {BAD_COLUMN_DAY.isoformat(), BAD_ROWS_DAY.isoformat()}
+    assert "project 'bikes'" in failed[BAD_COLUMN_DAY.isoformat()]
+    assert "'station'" in failed[BAD_COLUMN_DAY.isoformat()]
+    assert "'started_at'" in failed[BAD_ROWS_DAY.isoformat()] and "1 of 220" in failed[BAD_ROWS_DAY.isoformat()]
+    store = PartitionStore(root)
+    featured = store.days("bikes/features", "2")
+    assert BAD_COLUMN_DAY not in featured and BAD_ROWS_DAY not in featured
+    assert len(featured) == DAYS - 2  # the days after the bad ones went on
+
+
+def test_partitions_follow_the_naming_scheme_and_carry_labels(bikes_run: tuple[dict, Path, str]) -> None:
+    _, _, root = bikes_run
+    store = PartitionStore(root)
+    day = store.days("bikes/duration/predictions", "2")[-1]
+    features = store.read("bikes/features", "2", day)
+    assert list(features.columns[:2]) == ["rental_ref", "ds"]
+    assert {"minutes", "late"} <= set(features.columns)  # labels beside the keys
+    assert features["minutes"].isna().any()  # unreturned bikes: no label, still scored
+    value = store.read("bikes/duration/predictions", "2", day)
+    proba = store.read("bikes/late_return/predictions", "2", day)
+    assert len(value) == len(proba) == len(features)
+    assert value["score"].max() > 1.0  # a regression predicts minutes
+    assert proba["score"].between(0, 1).all()  # a classifier predicts a probability
+    assert set(value["model_name"]) == {"bikes.duration"}
+    assert pd.api.types.is_float_dtype(value["score"])
+
+
+def test_drift_reports_are_written_per_model(bikes_run: tuple[dict, Path, str]) -> None:
+    _, _, root = bikes_run
+    store = PartitionStore(root)
+    from loopline.reports import read_drift_report
+
+    day = store.days("bikes/late_return/predictions", "2")[-1]
+    report = read_drift_report(store, "2", day, dataset="bikes/late_return/drift")
+    assert report is not None and report["model_name"] == "bikes.late_return"
+    assert set(report["features"]) >= {"station", "start_hour", "member"}
+    assert "temp_c" not in report["features"]  # not an input of this model
