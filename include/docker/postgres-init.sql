@@ -1,2 +1,3 @@
--- MLflow's backend store lives beside Airflow's metadata DB.
+-- MLflow's backend store and its basic-auth users live beside Airflow's metadata DB.
 CREATE DATABASE mlflow OWNER airflow;
+CREATE DATABASE mlflow_auth OWNER airflow;

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loopline.redact import mask_url
 from loopline.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,9 @@ class StackConfig:
         executor: ``LocalExecutor`` or ``CeleryExecutor``.
         metadata_db: SQLAlchemy URL of the Airflow metadata DB (default: SQLite under ``home``).
         mlflow_backend: MLflow backend store URI (default: SQLite under ``home``).
+        mlflow_auth: Run MLflow's basic-auth app: every request but ``/health`` needs the MLflow user's
+            password (generated into ``<home>/secrets``); on in the production topology.
+        mlflow_auth_db: Database of MLflow's users and permissions (default: SQLite under ``home/secrets``).
         parallelism: Airflow ``[core] parallelism`` — task processes at once; 3 suits two cores.
         celery_workers: Number of Celery workers (CeleryExecutor only).
         celery_concurrency: Task slots per Celery worker.
@@ -115,6 +119,8 @@ class StackConfig:
     executor: str = "LocalExecutor"
     metadata_db: str = ""
     mlflow_backend: str = ""
+    mlflow_auth: bool = False
+    mlflow_auth_db: str = ""
     parallelism: int = 3
     celery_workers: int = 0
     celery_concurrency: int = 2
@@ -134,6 +140,8 @@ class StackConfig:
             self.metadata_db = f"sqlite:///{self.home / 'airflow' / 'airflow.db'}"
         if not self.mlflow_backend:
             self.mlflow_backend = f"sqlite:///{self.home / 'mlflow.db'}"
+        if not self.mlflow_auth_db:
+            self.mlflow_auth_db = f"sqlite:///{self.home / 'secrets' / 'mlflow_auth.db'}"
         self.api_port = self.api_port or free_port()
         self.mlflow_port = self.mlflow_port or free_port()
         self.log_server_port = self.log_server_port or free_port()
@@ -143,16 +151,19 @@ class StackConfig:
                    redis_url: str = DEFAULT_REDIS_URL, workers: int = 2, concurrency: int = 2,
                    **kwargs: Any) -> StackConfig:
         """The production topology as local processes: Airflow on PostgreSQL database ``database``, MLflow on
-        ``<database>_mlflow``, CeleryExecutor on Redis with ``workers`` workers of ``concurrency`` slots."""
+        ``<database>_mlflow`` behind basic auth (its users in ``<database>_mlflow_auth``), CeleryExecutor on
+        Redis with ``workers`` workers of ``concurrency`` slots."""
         base = pg_url.rstrip("/")
         return cls(home=home, executor="CeleryExecutor", metadata_db=f"{base}/{database}",
-                   mlflow_backend=f"{base}/{database}_mlflow", parallelism=workers * concurrency,
+                   mlflow_backend=f"{base}/{database}_mlflow", mlflow_auth=True,
+                   mlflow_auth_db=f"{base}/{database}_mlflow_auth", parallelism=workers * concurrency,
                    celery_workers=workers, celery_concurrency=concurrency, broker_url=redis_url, **kwargs)
 
     @property
     def databases(self) -> list[str]:
         """The PostgreSQL databases this stack uses (created on start when missing)."""
-        return [url for url in (self.metadata_db, self.mlflow_backend) if url.startswith("postgresql")]
+        urls = (self.metadata_db, self.mlflow_backend, *([self.mlflow_auth_db] if self.mlflow_auth else []))
+        return [url for url in urls if url.startswith("postgresql")]
 
     @property
     def worker_names(self) -> list[str]:
@@ -172,18 +183,48 @@ class StackConfig:
         return f"http://127.0.0.1:{self.mlflow_port}"
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700): created so, or narrowed if it was wider."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that no other user can ever read it.
+
+    The bytes go to a new file created with mode 0600 (``os.open``: the mode is set at creation, whatever the
+    umask, so there is no moment when the file is readable by others), which then replaces ``path``
+    atomically: a reader sees the old content or the new, never half of it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _secret(path: Path, make: Any) -> str:
     """A secret generated once per home and kept in a file only the owner can read (never in git)."""
     if path.exists():
         return path.read_text().strip()
+    private_dir(path.parent)
     value = str(make())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(value)
-    path.chmod(0o600)
+    write_private(path, value)
     return value
 
 
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+# The MLflow account Loopline's processes use. The basic-auth app creates it as its admin on first start.
+MLFLOW_USER = "admin"
+MLFLOW_CONN_ID = "mlflow_default"
 
 
 def _fernet_key() -> str:
@@ -212,8 +253,10 @@ class Stack:
     def env(self) -> dict[str, str]:
         """Environment shared by every process: Airflow's configuration and Loopline's settings."""
         c = self.config
-        secrets_dir = c.home / "secrets"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "LOOPLINE_"))}
+        secrets_dir = self.secrets_dir
+        # Credentials are handed out per component (see command()), never inherited from the caller.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "LOOPLINE_", "MLFLOW_TRACKING_", "MLFLOW_AUTH_"))}
         env.update(self.settings.as_env())
         env.update({
             "LOOPLINE_MLFLOW_TRACKING_URI": c.mlflow_url,
@@ -346,9 +389,7 @@ class Stack:
         airflow = str(self.bin / "airflow")
         preload = "1" if c.preload else "0"
         if name == "mlflow":
-            return [str(self.bin / "mlflow"), "server", "--backend-store-uri", c.mlflow_backend,
-                    "--artifacts-destination", self.settings.mlflow_artifact_root, "--serve-artifacts",
-                    "--host", "127.0.0.1", "--port", str(c.mlflow_port), "--workers", "1"], env
+            return self._mlflow_server(env)
         if name == "api-server":
             if c.metadata_db.startswith("sqlite"):
                 # The api-server commits its audit log (``action_logging``) from an async dependency, on the
@@ -362,8 +403,9 @@ class Stack:
         # Every process shares the stack's log folder with the api-server, which reads task and trigger logs
         # from it: no log servers (``-s``), since Airflow's bind every interface and the stack stays on loopback.
         if name == "scheduler":  # the LocalExecutor forks task processes from the scheduler: warm it
+            local = c.executor == "LocalExecutor"
             return [airflow, "scheduler", "--skip-serve-logs"], {
-                **env, "LOOPLINE_PRELOAD": preload if c.executor == "LocalExecutor" else "0"}
+                **env, "LOOPLINE_PRELOAD": preload if local else "0", **(self.mlflow_task_env() if local else {})}
         if name == "triggerer":
             return [airflow, "triggerer", "--skip-serve-logs"], env
         if name == "dag-processor":
@@ -371,8 +413,68 @@ class Stack:
         if name in c.worker_names:
             return [airflow, "celery", "worker", "--celery-hostname", f"{self.celery_hostname(name)}@%h",
                     "--concurrency", str(c.celery_concurrency), "--skip-serve-logs"], \
-                {**env, "LOOPLINE_PRELOAD": preload}
+                {**env, "LOOPLINE_PRELOAD": preload, **self.mlflow_task_env()}
         raise StackError(f"{name!r} is not a component of this stack; components: {', '.join(self.components)}")
+
+    def _mlflow_server(self, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """``mlflow server``: its backend URI and secrets in its environment, where ``ps`` does not show them
+        (the CLI reads ``MLFLOW_BACKEND_STORE_URI`` and ``MLFLOW_ARTIFACTS_DESTINATION``); none of Airflow's."""
+        c = self.config
+        server_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW")}
+        server_env.update({"MLFLOW_BACKEND_STORE_URI": c.mlflow_backend,
+                           "MLFLOW_ARTIFACTS_DESTINATION": self.settings.mlflow_artifact_root})
+        args = [str(self.bin / "mlflow"), "server", "--serve-artifacts", "--host", "127.0.0.1",
+                "--port", str(c.mlflow_port), "--workers", "1"]
+        if c.mlflow_auth:
+            args += ["--app-name", "basic-auth"]
+            server_env.update({
+                # basic_auth.ini names the users' database; the admin is created from these on first start.
+                "MLFLOW_AUTH_CONFIG_PATH": str(self.mlflow_auth_config),
+                "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_USER,
+                "MLFLOW_AUTH_ADMIN_PASSWORD": self.mlflow_password(),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret(self.secrets_dir / "mlflow_flask_secret",
+                                                          lambda: secrets.token_urlsafe(32)),
+            })
+        return args, server_env
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.config.home / "secrets"
+
+    @property
+    def mlflow_auth_config(self) -> Path:
+        return self.secrets_dir / "mlflow_basic_auth.ini"
+
+    def mlflow_password(self) -> str:
+        """The password of the stack's MLflow user (generated once per home)."""
+        return _secret(self.secrets_dir / "mlflow_password", lambda: secrets.token_urlsafe(24))
+
+    def mlflow_credentials(self) -> dict[str, str]:
+        """``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` for a process that calls this stack's MLflow server with
+        Loopline's core functions (a task, the e2e tests); empty when the server has no authentication."""
+        if not self.config.mlflow_auth:
+            return {}
+        return {"MLFLOW_TRACKING_USERNAME": MLFLOW_USER, "MLFLOW_TRACKING_PASSWORD": self.mlflow_password()}
+
+    def mlflow_task_env(self) -> dict[str, str]:
+        """What the processes that run tasks get to reach MLflow: the credentials for the core functions and
+        the ``mlflow_default`` connection (with the same user) for ``MLflowHook``."""
+        if not self.config.mlflow_auth:
+            return {}
+        conn = {"conn_type": "mlflow", "host": self.config.mlflow_url, "login": MLFLOW_USER,
+                "password": self.mlflow_password()}
+        return {**self.mlflow_credentials(), f"AIRFLOW_CONN_{MLFLOW_CONN_ID.upper()}": json.dumps(conn)}
+
+    def _write_mlflow_auth_config(self) -> None:
+        # May hold the users' database URL with its password: in the secrets folder, owner-only.
+        private_dir(self.secrets_dir)
+        write_private(self.mlflow_auth_config, (
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = {self.config.mlflow_auth_db}\n"
+            f"admin_username = {MLFLOW_USER}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        ))
 
     def start(self, timeout: float = 240) -> Stack:
         c = self.config
@@ -380,6 +482,8 @@ class Stack:
         env = self.env()
         for url in c.databases:
             ensure_postgres_database(url)
+        if c.mlflow_auth:
+            self._write_mlflow_auth_config()
         self._write_local_settings()
         self._write_admin_password()
         self._run("airflow-db-migrate", [str(self.bin / "airflow"), "db", "migrate"], env)
@@ -442,9 +546,7 @@ class Stack:
         # SimpleAuthManager generates a missing user's password and prints it to the api-server's log; the
         # stack writes it first, to a file only the owner can read, so no log ever holds it.
         if not self.password_file.exists():
-            self.password_file.parent.mkdir(parents=True, exist_ok=True)
-            self.password_file.touch(mode=0o600)
-            self.password_file.write_text(json.dumps({"admin": secrets.token_urlsafe(16)}) + "\n")
+            write_private(self.password_file, json.dumps({"admin": secrets.token_urlsafe(16)}) + "\n")
 
     def _write_local_settings(self) -> None:
         # Airflow imports ``airflow_local_settings`` from $AIRFLOW_HOME/config in every process; ours only
@@ -576,7 +678,8 @@ class Stack:
             "config": json.loads(json.dumps(asdict(self.config), default=str)),
             "settings": self.settings.as_env(),
         }
-        (self.config.home / "stack.json").write_text(json.dumps(state, indent=2))
+        # The URLs of the configuration may hold passwords: owner-only, like the secrets.
+        write_private(self.config.home / "stack.json", json.dumps(state, indent=2))
 
 
 def stop_processes(pids: dict[str, int], grace: float = 20) -> None:
@@ -720,7 +823,8 @@ def _split_db_url(url: str) -> tuple[str, str]:
     """``postgresql+psycopg2://user@host:5432/name`` → (libpq URL of the server's ``postgres`` DB, name)."""
     server, _, name = url.rpartition("/")
     if not name or not server.startswith("postgresql"):
-        raise StackError(f"{url!r} is not a PostgreSQL database URL (postgresql[+driver]://user@host:port/name)")
+        raise StackError(f"{mask_url(url)!r} is not a PostgreSQL database URL "
+                         "(postgresql[+driver]://user@host:port/name)")
     return "postgresql://" + server.split("://", 1)[1] + "/postgres", name
 
 
@@ -783,7 +887,7 @@ def claim_redis_db(base_url: str = DEFAULT_REDIS_URL) -> str:
                 return url
         finally:
             client.close()
-    raise StackError(f"no empty Redis database (1-15) at {parts.netloc} for the stack")
+    raise StackError(f"no empty Redis database (1-15) at {mask_url(base_url)} for the stack")
 
 
 def release_redis_db(url: str) -> None:
@@ -850,9 +954,12 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(_production_config(args), Settings.from_env(home=home)).start()
     c = stack.config
     print(f"Airflow API and UI : {c.api_url}   (user admin, password in {stack.password_file})")
-    print(f"MLflow             : {c.mlflow_url}")
-    print(f"Metadata DB        : {c.metadata_db}    MLflow DB: {c.mlflow_backend}")
-    print(f"Celery             : {c.celery_workers} workers x {c.celery_concurrency} slots on {c.broker_url}")
+    print(f"MLflow             : {c.mlflow_url}   (user {MLFLOW_USER}, "
+          f"password in {stack.secrets_dir / 'mlflow_password'})")
+    # Database and broker URLs may hold passwords: printed masked.
+    print(f"Metadata DB        : {mask_url(c.metadata_db)}    MLflow DB: {mask_url(c.mlflow_backend)}")
+    print(f"Celery             : {c.celery_workers} workers x {c.celery_concurrency} slots on "
+          f"{mask_url(c.broker_url)}")
     print(f"Logs               : {home / 'logs'}  — stop with `make stack-down`")
     return 0
 

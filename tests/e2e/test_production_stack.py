@@ -9,6 +9,7 @@ touches a developer's ``make stack``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -97,13 +98,18 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
         stack = Stack.attach(home)
         api = AirflowClient(stack.config.api_url, "admin", stack.admin_password())
         wait_for_dags(api)
-        yield Prod(home, stack, api, stack.settings, PartitionStore(stack.settings.store_root))
+        # MLflow answers authenticated requests only: the tests' own core calls (resolve_alias) use the stack's
+        # MLflow user, as the tasks do.
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in stack.mlflow_credentials().items():
+                mp.setenv(key, value)
+            yield Prod(home, stack, api, stack.settings, PartitionStore(stack.settings.store_root))
     finally:
         state = home / "stack.json"
         pids = json.loads(state.read_text())["pids"] if state.exists() else {}
         stopped = _make("stack-down", env=env)
-        drop_postgres_database(f"{DEFAULT_PG_URL}/{database}")
-        drop_postgres_database(f"{DEFAULT_PG_URL}/{database}_mlflow")
+        for suffix in ("", "_mlflow", "_mlflow_auth"):
+            drop_postgres_database(f"{DEFAULT_PG_URL}/{database}{suffix}")
         release_redis_db(redis_url)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert pids and not [n for n, pid in pids.items() if _alive(int(pid))], "make stack-down left processes"
@@ -163,12 +169,64 @@ def test_stack_listens_on_loopback_and_logs_no_secret(prod: Prod) -> None:
                  if c.status == psutil.CONN_LISTEN and c.pid and _group_of(c.pid) in groups]
     assert listening, "the stack listens on nothing?"
     assert {a.ip for a in listening} <= {"127.0.0.1"}, listening
-    secrets = [(prod.home / "secrets" / n).read_text().strip() for n in ("fernet_key", "jwt_secret", "api_secret")]
+    secrets = [(prod.home / "secrets" / n).read_text().strip()
+               for n in ("fernet_key", "jwt_secret", "api_secret", "mlflow_password", "mlflow_flask_secret")]
     secrets.append(prod.stack.admin_password())
     logs = [p for p in (prod.home / "logs").rglob("*") if p.is_file()] + [prod.home / "stack.json"]
     for path in logs:
         text = path.read_text(errors="replace")
         assert not [s for s in secrets if s in text], f"a secret is written in {path}"
+
+
+WORKER_MLFLOW_PROBE = r"""
+import json, os, sys, tempfile
+uri = os.environ["LOOPLINE_MLFLOW_TRACKING_URI"]
+core = {k: os.environ.pop(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+# Airflow side: MLflowHook with the mlflow_default connection alone (no MLFLOW_TRACKING_* in the environment).
+from loopline_airflow.hooks.mlflow import MLflowHook
+ok, message = MLflowHook().test_connection()
+assert ok, message
+assert not [k for k in os.environ if k.startswith("MLFLOW_TRACKING_")]
+# Core side: MLflow's module functions with the variables the stack gives the worker; an artifact goes through
+# the server's artifact proxy and back.
+os.environ.update(core)
+import mlflow
+mlflow.set_tracking_uri(uri)
+mlflow.set_experiment(sys.argv[1])
+with mlflow.start_run() as run:
+    mlflow.log_dict({"auth": "ok"}, "probe.json")
+print(json.dumps(mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/probe.json")))
+"""
+
+
+def test_mlflow_refuses_anonymous_requests_and_keeps_its_secrets_off_the_command_line(prod: Prod) -> None:
+    base = prod.stack.config.mlflow_url
+    search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(search, timeout=30)
+    assert err.value.code == 401
+    creds = prod.stack.mlflow_credentials()
+    for user, password, code in ((creds["MLFLOW_TRACKING_USERNAME"], "wrong-password", 401),
+                                 (creds["MLFLOW_TRACKING_USERNAME"], creds["MLFLOW_TRACKING_PASSWORD"], 200)):
+        req = urllib.request.Request(search)
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+        try:
+            status = urllib.request.urlopen(req, timeout=30).status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status == code, (password == creds["MLFLOW_TRACKING_PASSWORD"], status)
+    assert urllib.request.urlopen(f"{base}/health", timeout=30).status == 200  # health checks stay open
+    # What `ps` shows of the MLflow server (and its uvicorn worker) holds no database URL and no secret.
+    secrets = [creds["MLFLOW_TRACKING_PASSWORD"], (prod.home / "secrets" / "mlflow_flask_secret").read_text()]
+    for pid in process_tree(prod.stack.pids()["mlflow"]):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        assert "postgresql" not in cmdline and not [s for s in secrets if s in cmdline], cmdline
+    # A worker's environment reaches MLflow both ways: the hook by its connection, the core by MLflow's variables.
+    _, env = prod.stack.command("celery-worker-1")
+    probe = subprocess.run([sys.executable, "-c", WORKER_MLFLOW_PROBE, f"auth-probe-{uuid.uuid4().hex[:6]}"],
+                           env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert probe.returncode == 0, probe.stdout[-2000:] + probe.stderr[-3000:]
+    assert json.loads(probe.stdout.strip().splitlines()[-1]) == {"auth": "ok"}
 
 
 def _stop_running_task(prod: Prod, ti: dict[str, Any]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,26 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
                     "airflow-worker", "airflow-init"}
+# The secrets .env holds, and which service gets which (each service lists its own; none gets the whole file).
+ENV_SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+               "AIRFLOW__API__SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD", "MLFLOW_ADMIN_PASSWORD",
+               "MLFLOW_FLASK_SERVER_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "AIRFLOW_CONN_AWS_DEFAULT",
+               "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"}
+AIRFLOW_SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+                   "AIRFLOW__API__SECRET_KEY"}
+STORE_CONNECTIONS = {"AIRFLOW_CONN_AWS_DEFAULT", "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"}
+SECRETS_OF_SERVICE = {
+    "postgres": {"POSTGRES_PASSWORD"},
+    "redis": set(),
+    "mlflow": {"POSTGRES_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"},
+    "airflow-init": AIRFLOW_SECRETS | {"AIRFLOW_ADMIN_PASSWORD"},
+    "airflow-apiserver": AIRFLOW_SECRETS,
+    "airflow-scheduler": AIRFLOW_SECRETS,
+    "airflow-dag-processor": AIRFLOW_SECRETS,
+    "airflow-triggerer": AIRFLOW_SECRETS | STORE_CONNECTIONS,
+    "airflow-worker": AIRFLOW_SECRETS | STORE_CONNECTIONS | {"MLFLOW_ADMIN_PASSWORD"},
+    "flower": AIRFLOW_SECRETS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +51,19 @@ def test_compose_has_the_production_topology(compose: dict) -> None:
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080/")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
-    assert "--backend-store-uri postgresql" in services["mlflow"]["command"]
+    assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql")
 
 
 def test_compose_keeps_secrets_in_env_file(compose: dict) -> None:
     text = (REPO / "docker-compose.yaml").read_text()
-    for key in ("FERNET_KEY", "JWT_SECRET", "SECRET_KEY"):
-        assert not re.search(rf"{key}:\s*\S", text), f"{key} must come from .env"
+    for name, service in compose["services"].items():  # every secret is set from .env, never written here
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"FERNET_KEY|JWT_SECRET|SECRET_KEY|PASSWORD$", key):
+                assert str(value).startswith("${"), f"{name}: {key} must come from .env"
     assert "${POSTGRES_PASSWORD}" in text
     example = (REPO / ".env.example").read_text()
-    for key in ("POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"):
-        assert f"{key}=" in example
+    for key in ENV_SECRETS - {"AWS_SECRET_ACCESS_KEY", "AIRFLOW_CONN_AWS_DEFAULT", "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"}:
+        assert f"\n{key}=" in example, key
     ignored = (REPO / ".gitignore").read_text().splitlines()
     assert ".env" in ignored
     for service in compose["services"].values():
@@ -77,7 +100,7 @@ def test_process_topology_has_every_compose_service(compose: dict, tmp_path: Pat
         elif service.startswith(("airflow-", "mlflow")) and service != "airflow-init":
             assert process in components, service
     assert stack.config.celery_workers == compose["services"]["airflow-worker"]["deploy"]["replicas"]
-    assert "--backend-store-uri postgresql" in compose["services"]["mlflow"]["command"]
+    assert compose["services"]["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql")
     assert stack.config.mlflow_backend.startswith("postgresql") and stack.config.metadata_db.startswith("postgresql")
 
 
@@ -119,3 +142,59 @@ def test_compose_admin_password_comes_from_env_file_and_is_never_generated(compo
     assert path.startswith("/opt/loopline/state/")  # the volume every Airflow service mounts
     assert "loopline-state:/opt/loopline/state" in compose["x-airflow-common"]["volumes"]
     assert "AIRFLOW_ADMIN_PASSWORD=" in (REPO / ".env.example").read_text()
+
+
+# -- secrets: each service gets only its own; MLflow behind authentication in both topologies ---------------
+def _secrets_referenced(service: dict) -> set[str]:
+    """The .env secrets a service receives: those its environment and command interpolate."""
+    text = yaml.safe_dump({"environment": service.get("environment"), "command": service.get("command")})
+    return {name for name in re.findall(r"\$\{(\w+)", text) if name in ENV_SECRETS}
+
+
+def test_each_compose_service_gets_only_the_secrets_it_needs(compose: dict) -> None:
+    services = compose["services"]
+    assert set(SECRETS_OF_SERVICE) == set(services)
+    for name, service in services.items():
+        assert "env_file" not in service, f"{name} must not get the whole .env"
+        assert _secrets_referenced(service) == SECRETS_OF_SERVICE[name], name
+    mlflow = services["mlflow"]["environment"]
+    assert not [k for k in mlflow if k.startswith("AIRFLOW")], "the mlflow service gets nothing of Airflow's"
+    worker = services["airflow-worker"]["environment"]
+    # The workers get the MLflow user's credentials, never the auth app's own configuration or database.
+    assert worker["MLFLOW_TRACKING_USERNAME"] == "admin"
+    assert worker["MLFLOW_TRACKING_PASSWORD"] == "${MLFLOW_ADMIN_PASSWORD:?set MLFLOW_ADMIN_PASSWORD in .env}"
+    conn = json.loads(worker["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+    assert conn == {"conn_type": "mlflow", "host": "http://mlflow:5000", "login": "admin",
+                    "password": "${MLFLOW_ADMIN_PASSWORD}"}
+    for name in AIRFLOW_SERVICES | {"flower"}:
+        env = services[name]["environment"]
+        assert not [k for k in env if k.startswith(("MLFLOW_AUTH", "PGPASSWORD"))], name
+        if name != "airflow-worker":
+            assert not [k for k in env if k.startswith("MLFLOW_TRACKING_") or k == "AIRFLOW_CONN_MLFLOW_DEFAULT"], name
+
+
+def test_mlflow_runs_basic_auth_with_its_database_url_out_of_the_command_line(compose: dict, tmp_path: Path) -> None:
+    service = compose["services"]["mlflow"]
+    command = service["command"]
+    assert "--app-name basic-auth" in command
+    assert "postgres" not in command and "${" not in command, "no URL or secret where `ps` shows it"
+    env = service["environment"]
+    ini = env["MLFLOW_AUTH_CONFIG_PATH"]
+    assert ini.startswith("/opt/loopline/include/")  # the Dockerfile copies include/ there
+    text = (REPO / ini.removeprefix("/opt/loopline/")).read_text()
+    database = re.search(r"^database_uri = (\S+)$", text, re.M)
+    assert database and database.group(1) == "postgresql+psycopg2://airflow@postgres/mlflow_auth"  # no password
+    assert "admin_password" not in text and env["PGPASSWORD"] == "${POSTGRES_PASSWORD}"
+    assert "CREATE DATABASE mlflow_auth" in (REPO / "include/docker/postgres-init.sql").read_text()
+    # The process topology runs the same server the same way.
+    stack = _production_stack(tmp_path)
+    args, stack_env = stack.command("mlflow")
+    assert " ".join(args[args.index("--app-name"):][:2]) == "--app-name basic-auth"
+    assert "--backend-store-uri" not in args and "--artifacts-destination" not in args
+    mlflow_keys = {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION", "MLFLOW_AUTH_CONFIG_PATH",
+                   "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    assert mlflow_keys <= set(env) and mlflow_keys <= set(stack_env)
+    assert not [k for k in stack_env if k.startswith("AIRFLOW")]
+    worker_keys = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "AIRFLOW_CONN_MLFLOW_DEFAULT"}
+    assert worker_keys <= set(stack.command("celery-worker-1")[1])
+    assert not worker_keys & set(stack.command("scheduler")[1])

@@ -36,7 +36,8 @@ def test_production_config_uses_postgres_celery_and_redis(tmp_path: Path) -> Non
                                redis_url="redis://127.0.0.1:6379/3", workers=3, concurrency=2)
     assert c.metadata_db == "postgresql+psycopg2://u@127.0.0.1:5432/lp"
     assert c.mlflow_backend == "postgresql+psycopg2://u@127.0.0.1:5432/lp_mlflow"
-    assert c.databases == [c.metadata_db, c.mlflow_backend]
+    assert c.mlflow_auth and c.mlflow_auth_db == "postgresql+psycopg2://u@127.0.0.1:5432/lp_mlflow_auth"
+    assert c.databases == [c.metadata_db, c.mlflow_backend, c.mlflow_auth_db]
     assert c.worker_names == ["celery-worker-1", "celery-worker-2", "celery-worker-3"]
     assert c.parallelism == 6
     env = Stack(c, Settings(home=tmp_path)).env()
@@ -150,6 +151,144 @@ def test_split_db_url_names_the_bad_url() -> None:
     assert _split_db_url("postgresql+psycopg2://u@h:5432/db") == ("postgresql://u@h:5432/postgres", "db")
     with pytest.raises(StackError, match="not a PostgreSQL database URL"):
         _split_db_url("sqlite:////tmp/x.db")
+    with pytest.raises(StackError) as err:
+        _split_db_url("mysql://u:hunter2@h/db")
+    assert "hunter2" not in str(err.value) and "u:***@h" in str(err.value)
+
+
+# -- secrets: MLflow behind authentication, credentials per component, nothing readable by others ------------
+PG_WITH_PASSWORD = "postgresql+psycopg2://lp:pg-Secret-1@127.0.0.1:5432"
+
+
+def _secret_stack(tmp_path: Path) -> Stack:
+    config = StackConfig.production(tmp_path, database="lp", pg_url=PG_WITH_PASSWORD,
+                                    redis_url="redis://:redis-Secret-2@127.0.0.1:6379/0")
+    return Stack(config, Settings(home=tmp_path))
+
+
+def test_mlflow_server_runs_basic_auth_with_its_secrets_in_its_environment_only(tmp_path: Path) -> None:
+    stack = _secret_stack(tmp_path)
+    args, env = stack.command("mlflow")
+    assert args[args.index("--app-name") + 1] == "basic-auth"
+    # What `ps` shows holds no password and no database URL: MLflow's CLI reads them from its environment.
+    cmdline = " ".join(args)
+    for secret in ("pg-Secret-1", stack.mlflow_password(), "postgresql", "--backend-store-uri"):
+        assert secret not in cmdline, secret
+    assert env["MLFLOW_BACKEND_STORE_URI"] == stack.config.mlflow_backend
+    assert env["MLFLOW_ARTIFACTS_DESTINATION"] == stack.settings.mlflow_artifact_root
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == stack.mlflow_password()
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    # None of Airflow's secrets, and no client credentials, reach the MLflow server.
+    assert not [k for k in env if k.startswith("AIRFLOW") or k.startswith("MLFLOW_TRACKING_")]
+    airflow_env = stack.env()
+    for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        assert airflow_env[key] not in env.values(), key
+    # The basic-auth config names the users' database; it is written owner-only into the secrets folder.
+    stack._write_mlflow_auth_config()
+    ini = Path(env["MLFLOW_AUTH_CONFIG_PATH"])
+    assert ini.parent == tmp_path / "secrets" and ini.stat().st_mode & 0o777 == 0o600
+    assert f"database_uri = {PG_WITH_PASSWORD}/lp_mlflow_auth" in ini.read_text()
+    assert "admin_password" not in ini.read_text()
+
+
+def test_only_the_processes_that_run_tasks_get_the_mlflow_credentials(tmp_path: Path) -> None:
+    stack = _secret_stack(tmp_path)
+    password = stack.mlflow_password()
+    for name in stack.components:
+        env = stack.command(name)[1]
+        holders = {k for k, v in env.items() if password in v}
+        if name.startswith("celery-worker-"):
+            assert holders == {"MLFLOW_TRACKING_PASSWORD", "AIRFLOW_CONN_MLFLOW_DEFAULT"}, name
+            assert env["MLFLOW_TRACKING_USERNAME"] == "admin"
+            conn = json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+            assert conn == {"conn_type": "mlflow", "host": stack.config.mlflow_url, "login": "admin",
+                            "password": password}
+            assert "MLFLOW_AUTH_CONFIG_PATH" not in env and "MLFLOW_AUTH_ADMIN_PASSWORD" not in env
+        elif name == "mlflow":
+            assert holders == {"MLFLOW_AUTH_ADMIN_PASSWORD"}
+        else:  # api-server, scheduler (Celery runs the tasks), dag-processor, triggerer
+            assert not holders and "MLFLOW_TRACKING_USERNAME" not in env, name
+    assert stack.mlflow_credentials() == {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
+    # The embedded topology (make demo) keeps an open MLflow on loopback; its LocalExecutor scheduler would be
+    # the process to get credentials.
+    embedded = Stack(StackConfig(home=tmp_path / "e"), Settings(home=tmp_path / "e"))
+    assert "--app-name" not in embedded.command("mlflow")[0] and embedded.mlflow_credentials() == {}
+    local = Stack(StackConfig(home=tmp_path / "l", mlflow_auth=True), Settings(home=tmp_path / "l"))
+    assert local.command("scheduler")[1]["MLFLOW_TRACKING_PASSWORD"] == local.mlflow_password()
+
+
+def test_caller_credentials_are_not_inherited_by_the_components(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "callers-own")
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", "mlflow://x:callers-own@h")
+    stack = _secret_stack(tmp_path)
+    for name in stack.components:
+        assert "callers-own" not in json.dumps(stack.command(name)[1]), name
+
+
+def test_secrets_and_state_are_created_owner_only_whatever_the_umask(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file that may hold a secret is created 0600 by os.open (no moment when another user could read
+    it, even with umask 000) and its folder is 0700; nothing is chmod-ed after the fact."""
+    created: dict[str, int] = {}
+    real_open = os.open
+
+    def spy(path, flags, mode=0o777, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fd = real_open(path, flags, mode, *args, **kwargs)
+        if flags & os.O_CREAT:
+            created[Path(path).name] = os.fstat(fd).st_mode & 0o777  # the mode at the instant of creation
+        return fd
+
+    def no_chmod(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"{self} chmod-ed after creation")
+
+    monkeypatch.setattr(os, "open", spy)
+    monkeypatch.setattr(Path, "chmod", no_chmod)
+    old_umask = os.umask(0)
+    try:
+        stack = _secret_stack(tmp_path)
+        stack.env()
+        stack.command("mlflow")
+        stack._write_admin_password()
+        stack._write_mlflow_auth_config()
+        stack._write_state()
+    finally:
+        os.umask(old_umask)
+    secrets_dir = tmp_path / "secrets"
+    names = {"fernet_key", "jwt_secret", "api_secret", "mlflow_password", "mlflow_flask_secret",
+             "mlflow_basic_auth.ini"}
+    assert {p.name for p in secrets_dir.iterdir()} == names  # no temporary file left behind
+    assert secrets_dir.stat().st_mode & 0o777 == 0o700
+    files = [*(secrets_dir / n for n in names), stack.password_file, tmp_path / "stack.json"]
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    # Each was written through a temporary file created 0600, then renamed over the final name.
+    assert created and set(created.values()) == {0o600}, created
+    assert {n.split(".")[1] for n in created} >= {*names - {"mlflow_basic_auth.ini"}, "stack"}
+    # stack.json holds the configuration's URLs (passwords included) but none of the generated secrets.
+    text = (tmp_path / "stack.json").read_text()
+    assert "pg-Secret-1" in text
+    assert not [p.name for p in secrets_dir.iterdir() if p.read_text().strip() in text]
+
+
+def test_a_wider_secrets_folder_from_an_older_stack_is_narrowed(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir(mode=0o755)
+    (tmp_path / "secrets").chmod(0o755)
+    _secret_stack(tmp_path).env()
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+
+
+def test_make_stack_prints_no_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from loopline import stack as stack_module
+
+    monkeypatch.setattr(stack_module.Stack, "start", lambda self, timeout=240: self)
+    stack_module.main(["up", "--home", str(tmp_path), "--pg-url", PG_WITH_PASSWORD,
+                       "--redis-url", "redis://:redis-Secret-2@127.0.0.1:6379/0"])
+    out = capsys.readouterr().out
+    assert "pg-Secret-1" not in out and "redis-Secret-2" not in out
+    assert "lp:***@127.0.0.1:5432" in out and "redis://:***@127.0.0.1:6379/0" in out
+    assert "mlflow_password" in out  # where the MLflow password is, not the password
 
 
 GRANDCHILD = r"""

@@ -232,9 +232,10 @@ class MLflowModelPromotionOperator(_RegistryOperator):
             passed = False
         promotion.mark_challenger(registry, version)
         store = partition_store(self.hook.settings(), root=self.store_root or None)
-        comparison = promotion.compare_on_same_window(
-            registry, version, champion, store=store, settings=self.hook.settings()
-        )
+        with self.hook.credentials():  # the models are loaded from the server's artifact proxy
+            comparison = promotion.compare_on_same_window(
+                registry, version, champion, store=store, settings=self.hook.settings()
+            )
         self.log.info("Comparing %s v%s with champion %s on %s (%s): candidate %s, champion %s", name, version,
                       champion, comparison.window, comparison.method, comparison.candidate, comparison.champion)
         higher = (promotion.metric_direction(self.metric) if self.higher_is_better is None
