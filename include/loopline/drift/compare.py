@@ -144,6 +144,13 @@ def _reference_feature(fp: FeatureProfile, series: pd.Series, cfg: DriftConfig) 
         notes.append("current batch has no rows: scores are undefined")
     if ref.total == 0:
         notes.append("reference had no rows: scores are undefined")
+    crowded = _crowded_bin_share(fp)
+    if crowded is not None:
+        notes.append(
+            f"{crowded:.1%} of the reference's in-range values share one of {fp.n_inner} inner bins: a shift "
+            "inside that bin cannot show (bounds stretched by extreme values in a profile fitted before the "
+            "robust bounds?); re-fit the profile"
+        )
     return FeatureDrift.build(
         name=fp.name, kind=fp.kind, binning="reference", config=cfg, p=p, q=q,
         p_scored=smooth(p, cfg.smoothing), q_scored=smooth(q, cfg.smoothing),
@@ -157,6 +164,16 @@ def _reference_feature(fp: FeatureProfile, series: pd.Series, cfg: DriftConfig) 
         },
         n_reference=ref.total, n_current=cur.total, labels=fp.labels, edges=fp.edges, notes=notes,
     )
+
+
+def _crowded_bin_share(fp: FeatureProfile) -> float | None:
+    """Share of the in-range reference values in the fullest inner bin, when ≥ 99 % of ≥ 3 bins."""
+    if fp.kind != "numeric" or (fp.n_inner or 0) < 3:
+        return None
+    inner = fp.counts[1:-1]
+    total = sum(inner)
+    share = max(inner) / total if total else 0.0
+    return share if share >= 0.99 else None
 
 
 def _evidently_feature(

@@ -278,3 +278,54 @@ def test_html_ranks_by_severity_and_explains_the_bands() -> None:
     assert "100%" in page or "50%" in page or "25.0%" in page  # a y axis with percentages
     assert "Largest shifts" in page and "<b>(unseen)</b>" in page  # the unseen category's bar is named
     assert page == compare_frames(ref, cur).to_html()  # stable ids: the same page on every run
+
+
+# A profile as the first Loopline wrote it (min/max bounds): it must load and be used as it is.
+_LEGACY_PROFILE = {
+    "schema_version": 1, "kind": "loopline.drift.reference_profile", "n_rows": 10, "n_bins": 3,
+    "validation_metrics": {"roc_auc": 0.8},
+    "features": {
+        "x": {"kind": "numeric", "dtype": "float64", "lo": 0.0, "hi": 9.0, "n_inner": 3,
+              "counts": [0, 3, 3, 4, 0], "missing": 0, "inf": 0, "total": 10},
+        "c": {"kind": "categorical", "dtype": "object", "categories": ["a", "b"],
+              "counts": [6, 4, 0], "missing": 0, "inf": 0, "total": 10},
+    },
+}
+
+
+def test_legacy_profile_loads_and_compares_like_a_fresh_fit() -> None:
+    ref = pd.DataFrame({"x": np.arange(10.0), "c": ["a"] * 6 + ["b"] * 4})
+    fresh = ReferenceProfile.fit(ref, n_bins=3)
+    legacy = ReferenceProfile.from_json(json.dumps(_LEGACY_PROFILE))
+    assert fresh.features["x"].to_dict() == legacy.features["x"].to_dict()  # no far-out value: same bins
+    cur = pd.DataFrame({"x": np.r_[np.arange(10.0), [50.0, -3.0]], "c": ["a", "b", "zz"] * 4})
+    assert compare(legacy, cur).to_dict() == compare(fresh, cur).to_dict()
+
+
+def test_legacy_profile_stretched_by_extremes_is_used_and_flagged() -> None:
+    data = json.loads(json.dumps(_LEGACY_PROFILE))
+    # 996 ordinary values and ±1e308 twice each: min/max bounds put all ordinary values in one bin
+    data["features"]["x"].update(lo=-1e308, hi=1e308, n_inner=10, total=1000,
+                                 counts=[0, 2, 0, 0, 0, 996, 0, 0, 0, 0, 2, 0])
+    profile = ReferenceProfile.from_json(json.dumps(data))
+    f = compare(profile, pd.DataFrame({"x": np.arange(10.0) + 5, "c": ["a"] * 10})).features["x"]
+    assert all(math.isfinite(e) for e in f.bin_edges or [])
+    assert any("re-fit the profile" in n for n in f.notes)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"counts": [3, 3, 4]}, r"3 counts for 3 inner bins.*underflow.*re-fit"),  # no under/overflow bins
+        ({"counts": [0, 3, 3, 4]}, r"4 counts for 3 inner bins"),
+        ({"lo": None}, r"unusable bins"),
+        ({"lo": 10.0}, r"unusable bins"),
+        ({"n_inner": 0, "counts": [0, 0]}, r"unusable bins"),
+        ({"hi": float("inf")}, r"unusable bins"),
+    ],
+)
+def test_unusable_numeric_profile_entries_fail_clearly(change: dict[str, object], match: str) -> None:
+    data = json.loads(json.dumps(_LEGACY_PROFILE))
+    data["features"]["x"].update(change)
+    with pytest.raises(DriftInputError, match=r"feature 'x'.*" + match):
+        ReferenceProfile.from_json(json.dumps(data))
