@@ -90,8 +90,16 @@ def _run_drift(args: argparse.Namespace) -> int:
         bands = (low, high)
     try:
         config = DriftConfig.from_env()
-        if bands is not None:
+    except ValueError as exc:  # names the LOOPLINE_* variable
+        print(f"loopline drift: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if bands is not None:
+        try:
             config = replace(config, psi_bands=bands)
+        except ValueError as exc:
+            print(f"loopline drift: --psi-bands {args.psi_bands}: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+    try:
         reference = _read(args.reference, args.columns)
         current = _read(args.current, args.columns)
         kinds = {c.strip(): "categorical" for c in args.categorical.split(",") if c.strip()}

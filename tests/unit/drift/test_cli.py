@@ -46,3 +46,22 @@ def test_columns_html_and_exit_codes(files: tuple[str, str], tmp_path: Path,
     assert html.read_text().startswith("<!doctype html>")
     assert main(["drift", *files, "--columns", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bands", ["0.1,inf", "nan,0.2", "0.1,nan", "0.3,0.1", "0.2,0.2", "-1,0.2", "0.1", "a,b"])
+def test_bad_psi_bands_are_rejected_naming_the_option(files: tuple[str, str], bands: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["drift", *files, f"--psi-bands={bands}"]) == 2
+    err = capsys.readouterr().err
+    assert "--psi-bands" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("var", "value"), [("LOOPLINE_DRIFT_SMOOTHING", "-0.01"),
+                                            ("LOOPLINE_DRIFT_SMOOTHING", "nan"),
+                                            ("LOOPLINE_PSI_BANDS", "0.2,inf")])
+def test_bad_env_config_is_rejected_naming_the_variable(files: tuple[str, str], var: str, value: str,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(var, value)
+    assert main(["drift", *files]) == 2
+    assert var in capsys.readouterr().err

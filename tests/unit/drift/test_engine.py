@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from loopline.drift import (
     DriftConfig,
+    DriftConfigError,
     DriftInputError,
     ReferenceProfile,
     compare,
@@ -329,3 +330,56 @@ def test_unusable_numeric_profile_entries_fail_clearly(change: dict[str, object]
     data["features"]["x"].update(change)
     with pytest.raises(DriftInputError, match=r"feature 'x'.*" + match):
         ReferenceProfile.from_json(json.dumps(data))
+
+
+_BAD_CONFIGS = [
+    ({"psi_bands": (0.1, math.inf)}, "psi_bands"),
+    ({"psi_bands": (math.nan, 0.2)}, "psi_bands"),
+    ({"psi_bands": (0.1, math.nan)}, "psi_bands"),
+    ({"psi_bands": (-math.inf, 0.2)}, "psi_bands"),
+    ({"psi_bands": (0.2, 0.1)}, "psi_bands"),
+    ({"psi_bands": (0.2, 0.2)}, "psi_bands"),
+    ({"psi_bands": (-0.1, 0.2)}, "psi_bands"),
+    ({"psi_bands": (0.1, 0.2, 0.3)}, "psi_bands"),
+    ({"psi_bands": ("0.1", "0.2")}, "psi_bands"),
+    ({"smoothing": -1e-4}, "smoothing"),
+    ({"smoothing": math.nan}, "smoothing"),
+    ({"smoothing": math.inf}, "smoothing"),
+    ({"drift_share": math.nan}, "drift_share"),
+    ({"key_feature_share": math.nan}, "key_feature_share"),
+    ({"key_feature_share": 0.0}, "key_feature_share"),
+    ({"key_features": {"a": math.nan}}, "key_features"),
+    ({"max_performance_drop": math.inf}, "max_performance_drop"),
+    ({"top_k": -1}, "top_k"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "parameter"), _BAD_CONFIGS)
+def test_config_rejects_unusable_values_naming_the_parameter(kwargs: dict[str, object], parameter: str) -> None:
+    with pytest.raises(DriftConfigError, match=parameter) as info:
+        DriftConfig(**kwargs)  # type: ignore[arg-type]
+    assert info.value.parameter == parameter
+    with pytest.raises(ValueError, match=parameter):
+        DriftConfig.from_env({}, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("env", "var"),
+    [
+        ({"LOOPLINE_PSI_BANDS": "0.1,inf"}, "LOOPLINE_PSI_BANDS"),
+        ({"LOOPLINE_PSI_BANDS": "nan,0.2"}, "LOOPLINE_PSI_BANDS"),
+        ({"LOOPLINE_PSI_BANDS": "0.25,0.1"}, "LOOPLINE_PSI_BANDS"),
+        ({"LOOPLINE_DRIFT_SMOOTHING": "-0.001"}, "LOOPLINE_DRIFT_SMOOTHING"),
+        ({"LOOPLINE_DRIFT_SMOOTHING": "nan"}, "LOOPLINE_DRIFT_SMOOTHING"),
+        ({"LOOPLINE_DRIFT_SHARE": "inf"}, "LOOPLINE_DRIFT_SHARE"),
+        ({"LOOPLINE_KEY_FEATURES": "a=-1"}, "LOOPLINE_KEY_FEATURES"),
+    ],
+)
+def test_env_config_errors_name_the_variable(env: dict[str, str], var: str) -> None:
+    with pytest.raises(ValueError, match=var):
+        DriftConfig.from_env(env)
+
+
+def test_valid_edge_configs_are_accepted() -> None:
+    assert DriftConfig(psi_bands=(0.0, 0.1), smoothing=0.0).smoothing == 0.0
+    assert DriftConfig(psi_bands=[0.1, 0.3]).severity(0.3) == "major"  # type: ignore[arg-type]
