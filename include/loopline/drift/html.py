@@ -43,7 +43,7 @@ def render_html(report: DriftReport, title: str = "Loopline drift report") -> st
     d = report.decision
     cfg = report.config
     esc = html.escape
-    n_drifted = len(d.drifted_features)
+    n_drifted = round(d.share_drifted * d.n_features)  # features not compared count as drifted
     if d.drifted:
         color, verdict = _COLORS["major"], f"DRIFT DETECTED — {n_drifted} of {d.n_features} features drifted"
     elif n_drifted:

@@ -28,13 +28,15 @@ def files(tmp_path: Path) -> tuple[str, str]:
 def test_json_output_shape(files: tuple[str, str], capsys: pytest.CaptureFixture[str], binning: str) -> None:
     assert main(["drift", *files, "--format", "json", "--binning", binning]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["features"]) == {"a", "c"}  # shared columns only
+    assert set(out["features"]) == {"a", "c"}  # shared columns compared
+    assert "absent from the current data" in out["skipped"]["only_ref"]  # the other one reported
     for f in out["features"].values():
         assert {"psi", "kl", "js", "severity"} <= set(f)
     assert out["features"]["a"]["severity"] == "major"
     assert out["features"]["c"]["severity"] == "none"
-    assert out["decision"]["share_drifted"] == 0.5
-    assert out["decision"]["drifted"] is True  # 1 of 2 drifted reaches the default drift_share of 0.5
+    assert out["decision"]["not_compared"] == {"only_ref": "in the reference, absent from the current data"}
+    assert out["decision"]["share_drifted"] == pytest.approx(2 / 3)  # a, and only_ref counted as drifted
+    assert out["decision"]["drifted"] is True
 
 
 def test_columns_html_and_exit_codes(files: tuple[str, str], tmp_path: Path,

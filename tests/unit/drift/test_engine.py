@@ -134,13 +134,14 @@ def test_all_nan_reference_column() -> None:
 
 
 @pytest.mark.parametrize("binning", ["reference", "evidently"])
-def test_empty_current(binning: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_empty_current_is_an_error_not_no_drift(binning: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     ref, _ = frames
-    report = compare_frames(ref, ref.iloc[:0], binning=binning)
-    assert all(f.severity == "unknown" for f in report.features.values())
-    assert report.decision.drifted is False
-    payload = json.loads(report.to_json())  # strict JSON: undefined scores are null
-    assert payload["features"]["num"]["psi"] is None
+    with pytest.raises(DriftInputError, match="current data has no rows"):
+        compare_frames(ref, ref.iloc[:0], binning=binning)
+    with pytest.raises(DriftInputError, match="reference data has no rows"):
+        compare_frames(ref.iloc[:0], ref, binning=binning)
+    with pytest.raises(DriftInputError, match="current data has no rows"):
+        compare(ReferenceProfile.fit(ref), ref.iloc[:0])
 
 
 def test_one_row_current(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -198,7 +199,12 @@ def test_datetime_rejected_when_named_and_skipped_otherwise() -> None:
 def test_missing_column_names_it_and_what_to_do() -> None:
     profile = ReferenceProfile.fit(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]}))
     with pytest.raises(DriftInputError, match=r"\['y'\].*columns="):
-        compare(profile, pd.DataFrame({"x": [1.0]}))
+        compare(profile, pd.DataFrame({"x": [1.0]}), columns=["x", "y"])  # asked for by name: an error
+    report = compare(profile, pd.DataFrame({"x": [1.0, 2.0]}))  # all profiled features: reported, counted
+    assert list(report.features) == ["x"]
+    assert "absent from the current data" in report.skipped["y"]
+    assert report.decision.not_compared == {"y": "in the reference, absent from the current data"}
+    assert report.decision.drifted and report.decision.share_drifted == 0.5
 
 
 def test_bands_and_env_config(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
