@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,14 @@ def test_json_output_shape(files: tuple[str, str], capsys: pytest.CaptureFixture
 
 def test_columns_html_and_exit_codes(files: tuple[str, str], tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    html = tmp_path / "out" / "report.html"
+    out = tmp_path / "out"
+    out.mkdir()
+    html = out / "report.html"
     code = main(["drift", *files, "--columns", "a", "--html", str(html), "--fail-on-drift"])
     assert code == 3
     assert "a" in capsys.readouterr().out
     assert html.read_text().startswith("<!doctype html>")
+    assert [p.name for p in out.iterdir()] == ["report.html"]  # no temporary file left
     assert main(["drift", *files, "--columns", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 
@@ -67,3 +71,61 @@ def test_bad_env_config_is_rejected_naming_the_variable(files: tuple[str, str], 
     monkeypatch.setenv(var, value)
     assert main(["drift", *files]) == 2
     assert var in capsys.readouterr().err
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        ("existing_dir", "is a folder"),
+        ("existing_dir/", "is a folder"),
+        ("new_dir/", "is a folder"),
+        ("new_dir/report.html", "not an existing folder"),
+        ("new_dir/deeper/report.html", "not an existing folder"),
+        ("a_file/report.html", "not an existing folder"),
+        (".", "is a folder"),
+    ],
+)
+def test_bad_html_target_is_an_error_before_any_work(target: str, match: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing_dir").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    before = _listing(tmp_path)
+    # the inputs do not exist: the --html error coming first shows nothing was read or computed
+    assert main(["drift", "missing_ref.parquet", "missing_cur.csv", "--html", target]) == 2
+    err = capsys.readouterr().err
+    assert "--html" in err and match in err and "Traceback" not in err
+    assert _listing(tmp_path) == before  # nothing created, nothing left behind
+
+
+def test_html_write_failure_leaves_nothing(files: tuple[str, str], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    assert main(["drift", *files, "--html", str(out / "r.html")]) == 2
+    assert "No space left" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes anywhere")
+def test_html_into_a_read_only_folder(files: tuple[str, str], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        assert main(["drift", *files, "--html", str(ro / "r.html")]) == 2
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o700)
