@@ -62,7 +62,8 @@ def _add_drift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--binning", choices=("reference", "evidently"), default="reference",
                    help="reference: equal-width bins fixed on REFERENCE (default); evidently: Evidently 0.7 scores")
     p.add_argument("--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], default=None,
-                   help="comma-separated columns (default: every column both files share)")
+                   help="comma-separated columns (default: every REFERENCE column; one CURRENT lacks is "
+                        "reported as not compared and counts as drifted)")
     p.add_argument("--format", choices=("table", "json"), default="table", dest="fmt")
     p.add_argument("--html", metavar="OUT.html",
                    help="also write the self-contained HTML report to this file (its folder must exist)")

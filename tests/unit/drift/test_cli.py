@@ -129,3 +129,21 @@ def test_html_into_a_read_only_folder(files: tuple[str, str], tmp_path: Path,
         assert "not writable" in capsys.readouterr().err
     finally:
         ro.chmod(0o700)
+
+
+def test_no_column_in_common_and_empty_current_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pd.DataFrame({"a": [1.0, 2.0]}).to_csv(tmp_path / "ref.csv", index=False)
+    pd.DataFrame({"b": [1.0, 2.0]}).to_csv(tmp_path / "cur.csv", index=False)
+    pd.DataFrame({"a": []}).to_csv(tmp_path / "empty.csv", index=False)
+    assert main(["drift", str(tmp_path / "ref.csv"), str(tmp_path / "cur.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "no column in common" in err and "['a']" in err and "['b']" in err
+    assert main(["drift", str(tmp_path / "ref.csv"), str(tmp_path / "empty.csv")]) == 2
+    assert "no rows" in capsys.readouterr().err
+
+
+def test_table_names_what_was_not_compared(files: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["drift", *files]) == 0
+    out = capsys.readouterr().out
+    assert "not compared, counted as drifted: only_ref" in out
+    assert "skipped only_ref:" in out
