@@ -62,9 +62,11 @@ def _add_drift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--binning", choices=("reference", "evidently"), default="reference",
                    help="reference: equal-width bins fixed on REFERENCE (default); evidently: Evidently 0.7 scores")
     p.add_argument("--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], default=None,
-                   help="comma-separated columns (default: every column both files share)")
+                   help="comma-separated columns (default: every REFERENCE column; one CURRENT lacks is "
+                        "reported as not compared and counts as drifted)")
     p.add_argument("--format", choices=("table", "json"), default="table", dest="fmt")
-    p.add_argument("--html", metavar="OUT.html", type=Path, help="also write the self-contained HTML report")
+    p.add_argument("--html", metavar="OUT.html",
+                   help="also write the self-contained HTML report to this file (its folder must exist)")
     p.add_argument("--bins", type=int, default=10, help="equal-width bins per numeric column (reference mode)")
     p.add_argument("--psi-bands", default=None, metavar="LOW,HIGH",
                    help="PSI severity bands (default 0.1,0.2 or $LOOPLINE_PSI_BANDS)")
@@ -74,11 +76,55 @@ def _add_drift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(handler=_run_drift)
 
 
+def _html_target(raw: str) -> Path:
+    """Check ``--html`` before any data is read: a file path in an existing, writable folder.
+
+    Raises:
+        ValueError: The path is a folder, or its folder is missing or not writable; the message says which.
+    """
+    import os
+
+    path = Path(raw)
+    if raw.endswith(("/", os.sep)) or path.is_dir():
+        raise ValueError(f"--html {raw} is a folder; give the report's file name, e.g. {path / 'drift.html'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"--html {raw}: {folder} is not an existing folder; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--html {raw}: the folder {folder} is not writable")
+    return path
+
+
+def _write_html(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and rename it, so no half-written page is left."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the page is meant to be shared like any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _run_drift(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from loopline.drift import DriftConfig, DriftInputError, compare_frames
 
+    html: Path | None = None
+    if args.html is not None:
+        try:
+            html = _html_target(args.html)
+        except ValueError as exc:
+            print(f"loopline drift: {exc}", file=sys.stderr)
+            return EXIT_INPUT
     bands: tuple[float, float] | None = None
     if args.psi_bands:
         try:
@@ -90,8 +136,16 @@ def _run_drift(args: argparse.Namespace) -> int:
         bands = (low, high)
     try:
         config = DriftConfig.from_env()
-        if bands is not None:
+    except ValueError as exc:  # names the LOOPLINE_* variable
+        print(f"loopline drift: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if bands is not None:
+        try:
             config = replace(config, psi_bands=bands)
+        except ValueError as exc:
+            print(f"loopline drift: --psi-bands {args.psi_bands}: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+    try:
         reference = _read(args.reference, args.columns)
         current = _read(args.current, args.columns)
         kinds = {c.strip(): "categorical" for c in args.categorical.split(",") if c.strip()}
@@ -100,11 +154,12 @@ def _run_drift(args: argparse.Namespace) -> int:
     except (DriftInputError, FileNotFoundError, ValueError, KeyError) as exc:
         print(f"loopline drift: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.html.with_name(args.html.name + ".tmp")
-        tmp.write_text(report.to_html(), encoding="utf-8")
-        tmp.replace(args.html)  # never leave a half-written page behind
+    if html is not None:
+        try:
+            _write_html(html, report.to_html())
+        except OSError as exc:
+            print(f"loopline drift: could not write --html {args.html}: {exc}", file=sys.stderr)
+            return EXIT_INPUT
     print(report.to_json() if args.fmt == "json" else report.to_table())
     return EXIT_DRIFT if (args.fail_on_drift and report.decision.drifted) else EXIT_OK
 

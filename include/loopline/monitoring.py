@@ -157,18 +157,24 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
     days = window_days(m.window_days, day)
     features, scores, used = _window(store, m, days, model_version)
     feature_cols = [c for c in m.columns if c in profile.features]
-    by_feature = compare(profile, features[feature_cols], config=cfg, columns=feature_cols).features
+    compared = compare(profile, features[feature_cols], config=cfg, columns=feature_cols)
+    by_feature = compared.features
+    # Features the engine could not compare (a changed dtype, nothing to score) count as drifted: keep them.
+    not_compared, skipped = dict(compared.decision.not_compared), dict(compared.skipped)
     min_scored_days = max(1, m.window_days // 2)
     scored_days = int(scores["ds"].nunique()) if not scores.empty else 0
     notes = [f"window {days[0]}..{day}: {len(used)} day(s) with features, {scored_days} scored by v{model_version}"]
     perf = None
     if "score" in profile.features and scored_days >= min_scored_days:
-        by_feature.update(compare(profile, scores[["score"]], config=cfg, columns=["score"]).features)
+        scored = compare(profile, scores[["score"]], config=cfg, columns=["score"])
+        by_feature.update(scored.features)
+        not_compared.update(scored.decision.not_compared)
+        skipped.update(scored.skipped)
         perf = performance_for(scores, day, profile, cfg)
     else:
         notes.append(f"prediction drift and performance not judged: fewer than {min_scored_days} days scored "
                      f"by v{model_version} in the window")
-    decision = decide(by_feature, cfg, perf)
+    decision = decide(by_feature, cfg, perf, not_compared=not_compared)
     min_days = max(1, m.window_days // 2)
     if len(used) < min_days and decision.drifted:
         # A window of a few days cannot look like weeks of training data (the first days of history).
@@ -176,7 +182,7 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
         decision.reasons.insert(0, f"not judged: only {len(used)} day(s) of features in the window "
                                    f"(need {min_days}); the scores are reported but do not fire retraining")
     report = DriftReport(features=by_feature, decision=decision, binning="reference",
-                         n_reference=profile.n_rows, n_current=len(features), config=cfg)
+                         n_reference=profile.n_rows, n_current=len(features), config=cfg, skipped=skipped)
     body = report.to_dict()
     body.update({
         "ds": day.isoformat(), "model_name": m.model_name, "model_version": model_version,

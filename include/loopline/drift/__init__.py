@@ -13,13 +13,14 @@ Airflow-free. The production path is::
 from __future__ import annotations
 
 from loopline.drift.compare import compare, compare_frames
-from loopline.drift.config import DriftConfig, DriftInputError
+from loopline.drift.config import DriftConfig, DriftConfigError, DriftInputError
 from loopline.drift.decision import DriftDecision, PerformanceDecay, performance_decay, score_metric
 from loopline.drift.profile import FeatureProfile, ReferenceProfile
 from loopline.drift.report import DriftReport, FeatureDrift
 
 __all__ = [
     "DriftConfig",
+    "DriftConfigError",
     "DriftDecision",
     "DriftInputError",
     "DriftReport",

@@ -3,7 +3,9 @@
 Numeric bins in ``reference`` mode are laid out as ``[underflow, inner_1 … inner_n, overflow]`` plus a
 separate missing count: inner bin ``k`` is ``[lo + (k-1)·w, lo + k·w)`` with ``w = (hi - lo)/n``, the last
 inner bin includes ``hi``, ``-inf`` and values below ``lo`` go to the underflow bin, ``+inf`` and values
-above ``hi`` to the overflow bin, NaN/None to the missing count. Under- and overflow are exact comparisons
+above ``hi`` to the overflow bin, NaN/None to the missing count. ``lo`` and ``hi`` are robust bounds of the
+training values (:func:`robust_bounds`), so a few extreme training values land in the under/overflow bins
+instead of stretching the inner bins. Under- and overflow are exact comparisons
 against ``lo``/``hi``; an inner value lying within a few ulps of an inner edge may be placed on either side
 of it (the index is computed arithmetically, as ``np.histogram`` does for uniform bins before its
 fix-ups) — the same function bins training and scoring data, so both are binned the same way.
@@ -11,6 +13,7 @@ fix-ups) — the same function bins training and scoring data, so both are binne
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,28 +148,37 @@ def count_numeric(values: npt.NDArray[Any], lo: float, hi: float, n: int) -> Num
     is_float = x.dtype.kind == "f"
     inner = np.zeros(n + 1, dtype=np.int64)  # index 0 is a scratch slot, inner bins are 1..n
     under = over = missing = 0
-    scale = n / (hi - lo) if hi > lo else 0.0
+    # A range wider than the largest float (bounds near ±1e308, e.g. in a profile fitted before the robust
+    # bounds) is binned on halved values, so its width stays finite instead of every value landing in bin 1.
+    halve = hi > lo and not math.isfinite(hi - lo)
+    scale = (n / (hi / 2 - lo / 2) if halve else n / (hi - lo)) if hi > lo else 0.0
     buf = np.empty(min(_CHUNK, max(x.size, 1)), dtype=np.float64)
-    for start in range(0, x.size, _CHUNK):
-        chunk = x[start : start + _CHUNK]
-        f = buf[: chunk.size]
-        # (x - lo)·scale + 1, subtracting first so a large offset (epoch seconds) keeps its precision.
-        np.subtract(chunk, lo, out=f, casting="unsafe")
-        f *= scale
-        f += 1.0
-        # fmax maps NaN to 1 (first inner bin); NaN, under- and overflow are then moved out exactly below.
-        np.fmax(f, 1.0, out=f)
-        np.fmin(f, float(n), out=f)
-        inner += np.bincount(f.astype(np.intp), minlength=n + 1)
-        chunk_under = int(np.count_nonzero(chunk < lo))
-        chunk_over = int(np.count_nonzero(chunk > hi))
-        chunk_nan = int(np.count_nonzero(np.isnan(chunk))) if is_float else 0
-        under += chunk_under
-        over += chunk_over
-        missing += chunk_nan
-        # Below lo, NaN (via fmax) → slot 1; above hi → slot n (when n == 1 both are slot 1).
-        inner[1] -= chunk_under + chunk_nan
-        inner[n] -= chunk_over
+    # A value near ±1e308 times the scale overflows to ±inf: it is clamped to the end bins like any other.
+    with np.errstate(over="ignore"):
+        for start in range(0, x.size, _CHUNK):
+            chunk = x[start : start + _CHUNK]
+            f = buf[: chunk.size]
+            # (x - lo)·scale + 1, subtracting first so a large offset (epoch seconds) keeps its precision.
+            if halve:
+                np.multiply(chunk, 0.5, out=f, casting="unsafe")
+                f -= lo / 2
+            else:
+                np.subtract(chunk, lo, out=f, casting="unsafe")
+            f *= scale
+            f += 1.0
+            # fmax maps NaN to 1 (first inner bin); NaN, under- and overflow are then moved out exactly below.
+            np.fmax(f, 1.0, out=f)
+            np.fmin(f, float(n), out=f)
+            inner += np.bincount(f.astype(np.intp), minlength=n + 1)
+            chunk_under = int(np.count_nonzero(chunk < lo))
+            chunk_over = int(np.count_nonzero(chunk > hi))
+            chunk_nan = int(np.count_nonzero(np.isnan(chunk))) if is_float else 0
+            under += chunk_under
+            over += chunk_over
+            missing += chunk_nan
+            # Below lo, NaN (via fmax) → slot 1; above hi → slot n (when n == 1 both are slot 1).
+            inner[1] -= chunk_under + chunk_nan
+            inner[n] -= chunk_over
     inf = int(np.count_nonzero(np.isinf(x))) if is_float and (under or over) else 0
     bins = np.empty(n + 2, dtype=np.int64)
     bins[0] = under
@@ -175,12 +187,65 @@ def count_numeric(values: npt.NDArray[Any], lo: float, hi: float, n: int) -> Num
     return NumericCounts(bins=bins, missing=missing, inf=inf, total=int(x.size))
 
 
-def numeric_edges(values: npt.NDArray[Any], n_bins: int) -> tuple[float, float, int]:
-    """Choose ``(lo, hi, n)`` for equal-width bins on the finite training values.
+FENCE_K = 3.0
+"""Tukey's "far out" multiplier: the reference bounds stop at ``k`` interquartile ranges beyond the quartiles."""
 
-    Integer columns whose whole range fits in ``n_bins`` get one bin per integer (edges at half-integers),
-    so a column with few values is not split into empty slivers; a constant column gets one bin holding
-    exactly that value; a column with no finite value gets ``(0, 0, 1)``.
+
+def robust_bounds(values: npt.NDArray[Any]) -> tuple[float, float] | None:
+    """The range the inner bins cover: Tukey's whisker ends with far-out fences, on the finite values.
+
+    The fences are ``Q1 − 3·IQR`` and ``Q3 + 3·IQR``; the bounds are the most extreme reference values
+    *inside* them (the whisker ends of a box plot). Why this rule:
+
+    * it is what the seeds did whenever no value is far out: the bounds are then the finite min and max,
+      so a well-behaved column keeps exactly its former bins;
+    * it breaks down only when more than a quarter of the rows are extreme on one side, whereas the
+      min/max let one ``±1e308`` stretch the equal-width bins until every real value shares one bin and a
+      real shift scores PSI 0 (a 0.1 % / 99.9 % quantile range still fails with a handful of outliers in a
+      few hundred rows);
+    * bounds are observed values, so an integer column cut by a fence still gets one bin per integer;
+    * values beyond the bounds are not dropped: the under- and overflow bins count them, in training and
+      in every batch, so a heavy tail (flight delays) is still compared, as one bin at each end.
+
+    When the quartiles coincide (a column that is mostly one value) the 1 % / 99 % quantiles set the spread
+    instead; when those coincide too, the bounds are that one value.
+
+    Args:
+        values: Reference values (int or float; NaN and ±inf are ignored).
+
+    Returns:
+        ``(lo, hi)``, or None when there is no finite value.
+    """
+    x = np.asarray(values)
+    if x.dtype.kind == "f":
+        x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None
+    lo, hi = x.min(), x.max()
+    if lo == hi:
+        return float(lo), float(hi)
+    xf = x.astype(np.float64, copy=False)
+    for q_low, q_high in ((0.25, 0.75), (0.01, 0.99)):
+        a, b = (float(v) for v in np.quantile(xf, [q_low, q_high]))
+        spread = b - a
+        if spread > 0:
+            break
+    with np.errstate(over="ignore"):  # a spread near 1e308 makes the fences ±inf: nothing is then far out
+        fence_lo, fence_hi = a - FENCE_K * spread, b + FENCE_K * spread
+    if fence_lo > lo:
+        lo = x[x >= fence_lo].min()
+    if fence_hi < hi:
+        hi = x[x <= fence_hi].max()
+    return float(lo), float(hi)
+
+
+def numeric_edges(values: npt.NDArray[Any], n_bins: int) -> tuple[float, float, int]:
+    """Choose ``(lo, hi, n)`` for equal-width bins between the robust bounds of the training values.
+
+    The bounds are :func:`robust_bounds` (the finite min and max unless some values are far out; those are
+    counted in the under/overflow bins). Integer columns whose bounded range fits in ``n_bins`` get one bin
+    per integer (edges at half-integers), so a column with few values is not split into empty slivers; a
+    constant column gets one bin holding exactly that value; a column with no finite value gets ``(0, 0, 1)``.
 
     Args:
         values: Training values.
@@ -191,17 +256,15 @@ def numeric_edges(values: npt.NDArray[Any], n_bins: int) -> tuple[float, float, 
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be ≥ 1, got {n_bins}")
-    x = np.asarray(values)
-    if x.dtype.kind == "f":
-        x = x[np.isfinite(x)]
-    if x.size == 0:
+    bounds = robust_bounds(values)
+    if bounds is None:
         return 0.0, 0.0, 1
-    lo, hi = x.min(), x.max()
-    if x.dtype.kind in "iu" and int(hi) - int(lo) + 1 <= n_bins:
-        return float(lo) - 0.5, float(hi) + 0.5, int(hi) - int(lo) + 1
+    lo, hi = bounds
+    if np.asarray(values).dtype.kind in "iu" and int(hi) - int(lo) + 1 <= n_bins:
+        return lo - 0.5, hi + 0.5, int(hi) - int(lo) + 1
     if lo == hi:
-        return float(lo), float(hi), 1
-    return float(lo), float(hi), n_bins
+        return lo, hi, 1
+    return lo, hi, n_bins
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from loopline.drift.binning import resolve_kind
+from loopline.drift.binning import check_supported, resolve_kind
 from loopline.drift.config import DriftConfig, DriftInputError
 from loopline.drift.decision import PerformanceDecay, decide
 from loopline.drift.evidently_mode import bin_evidently
@@ -29,6 +29,11 @@ def compare(
     Missing values form their own bin; PSI and KL use proportions smoothed with ``config.smoothing``
     (:func:`loopline.drift.metrics.smooth`), JS the raw ones.
 
+    A profiled feature the batch lacks (when ``columns`` is None), or whose values cannot be binned as in
+    training (a numeric feature that now holds text, a datetime), is not compared: it is listed in
+    ``DriftReport.skipped`` and ``DriftDecision.not_compared`` and counts as drifted (see
+    :func:`loopline.drift.decision.decide`).
+
     Args:
         profile: The reference profile logged with the model version.
         current: The batch to check.
@@ -40,9 +45,11 @@ def compare(
         The report.
 
     Raises:
-        DriftInputError: A compared column is absent from ``current`` or not in the profile.
+        DriftInputError: The batch or the profile has no rows; no profiled column is in the batch; a column
+            named in ``columns`` is absent from ``current`` or not in the profile.
     """
     cfg = config or DriftConfig()
+    _check_rows(profile.n_rows, "reference profile", len(current))
     names = list(profile.features) if columns is None else list(columns)
     not_profiled = [c for c in names if c not in profile.features]
     if not_profiled:
@@ -51,16 +58,17 @@ def compare(
             "re-fit the profile with them or drop them from columns."
         )
     absent = [c for c in names if c not in current.columns]
-    if absent:
+    if absent and (columns is not None or len(absent) == len(names)):
         raise DriftInputError(
-            f"columns {absent} are in the reference profile but not in the current data; check the feature-set "
-            "version of the batch, or pass columns=[...] without them."
+            f"columns {absent} are in the reference profile but not in the current data "
+            f"(profiled: {list(profile.features)}; current: {list(current.columns)}); check the feature-set "
+            "version of the batch" + (", or pass columns=[...] without them." if columns is not None else ".")
         )
-    features = {name: _reference_feature(profile.features[name], current[name], cfg) for name in names}
-    return DriftReport(
-        features=features, decision=decide(features, cfg, performance), binning="reference",
-        n_reference=profile.n_rows, n_current=len(current), config=cfg,
-    )
+    lost = {c: ABSENT for c in absent}
+    return _compare_profile(profile, current, cfg, [c for c in names if c not in lost], lost, performance)
+
+
+ABSENT = "in the reference, absent from the current data"
 
 
 def compare_frames(
@@ -76,13 +84,16 @@ def compare_frames(
 ) -> DriftReport:
     """Compare two frames column by column.
 
+    With ``columns`` None, every reference column is a feature: those the current frame lacks, or whose dtype
+    there cannot be compared with the reference's, are listed in ``DriftReport.skipped`` and counted as drifted
+    (:func:`loopline.drift.decision.decide`); datetime-like reference columns are skipped and not counted.
+
     Args:
         reference: Reference (training) data.
         current: Current (scoring) data.
         binning: ``"reference"`` — fit a :class:`ReferenceProfile` on ``reference`` and :func:`compare`;
             ``"evidently"`` — Evidently 0.7's binning and scores (see :mod:`loopline.drift.evidently_mode`).
-        columns: Columns to compare; when None, every column both frames share, datetime-like columns
-            skipped (listed in ``DriftReport.skipped``).
+        columns: Columns to compare; when None, every reference column (see above).
         config: Thresholds.
         feature_kinds: ``{"col": "numeric" | "categorical"}`` overrides of the inferred kinds.
         n_bins: Equal-width bins for numeric features in ``reference`` mode.
@@ -92,19 +103,28 @@ def compare_frames(
         The report.
 
     Raises:
-        DriftInputError: Unknown binning, a column missing from either frame, or an unsupported dtype
-            (a datetime column named explicitly).
+        DriftInputError: Unknown binning, either frame without rows, no column in common, a named column
+            missing from either frame, or an unsupported reference dtype (a datetime column named explicitly).
     """
     if binning not in BINNINGS:
         raise DriftInputError(f"binning must be one of {BINNINGS}, got {binning!r}")
     cfg = config or DriftConfig()
+    _check_rows(len(reference), "reference data", len(current))
     skipped: dict[str, str] = {}
+    lost: dict[str, str] = {}
     if columns is None:
         shared = [c for c in reference.columns if c in set(current.columns)]
+        if not shared:
+            raise DriftInputError(
+                f"the reference and current data have no column in common (reference: {list(reference.columns)}; "
+                f"current: {list(current.columns)}); check that both files hold the same feature set."
+            )
         names = []
-        for c in shared:
-            if _is_temporal(reference[c]) or _is_temporal(current[c]):
+        for c in reference.columns:
+            if _is_temporal(reference[c]):
                 skipped[str(c)] = f"datetime-like dtype {reference[c].dtype}; drift needs numeric or categorical"
+            elif c not in shared:
+                lost[str(c)] = ABSENT
             else:
                 names.append(str(c))
     else:
@@ -117,18 +137,64 @@ def compare_frames(
                 )
     if binning == "reference":
         profile = ReferenceProfile.fit(reference, names, n_bins=n_bins, feature_kinds=feature_kinds)
-        report = compare(profile, current, config=cfg, columns=names, performance=performance)
-        report.skipped = skipped
-        return report
+        report = _compare_profile(profile, current, cfg, names, lost, performance)
+    else:
+        features: dict[str, FeatureDrift] = {}
+        for name in names:
+            kind = resolve_kind(reference[name], name, feature_kinds)
+            try:
+                resolve_kind(current[name], name, feature_kinds)  # a datetime current column
+                features[name] = _evidently_feature(reference[name], current[name], name, kind, cfg)
+            except DriftInputError as exc:
+                lost[name] = _changed(reference[name].dtype, current[name], exc)
+        report = DriftReport(
+            features=features, decision=decide(features, cfg, performance, not_compared=lost),
+            binning="evidently", n_reference=len(reference), n_current=len(current), config=cfg,
+            skipped=_counted(lost),
+        )
+    report.skipped = {**skipped, **report.skipped}
+    return report
+
+
+def _compare_profile(
+    profile: ReferenceProfile,
+    current: pd.DataFrame,
+    cfg: DriftConfig,
+    names: list[str],
+    lost: dict[str, str],
+    performance: PerformanceDecay | None,
+) -> DriftReport:
+    """Bin and score ``names``; features in ``lost`` and those that cannot be binned are not compared."""
+    lost = dict(lost)
     features: dict[str, FeatureDrift] = {}
     for name in names:
-        kind = resolve_kind(reference[name], name, feature_kinds)
-        resolve_kind(current[name], name, feature_kinds)  # rejects a datetime current column too
-        features[name] = _evidently_feature(reference[name], current[name], name, kind, cfg)
+        try:
+            check_supported(current[name], name)
+            features[name] = _reference_feature(profile.features[name], current[name], cfg)
+        except DriftInputError as exc:
+            lost[name] = _changed(profile.features[name].dtype, current[name], exc)
     return DriftReport(
-        features=features, decision=decide(features, cfg, performance), binning="evidently",
-        n_reference=len(reference), n_current=len(current), config=cfg, skipped=skipped,
+        features=features, decision=decide(features, cfg, performance, not_compared=lost), binning="reference",
+        n_reference=profile.n_rows, n_current=len(current), config=cfg, skipped=_counted(lost),
     )
+
+
+def _check_rows(n_reference: int, what: str, n_current: int) -> None:
+    if n_reference == 0:
+        raise DriftInputError(f"the {what} has no rows: there is nothing to compare against.")
+    if n_current == 0:
+        raise DriftInputError(
+            "the current data has no rows: there is nothing to compare (an empty batch is no evidence of "
+            "'no drift'); skip the check for this batch or check what produced it."
+        )
+
+
+def _changed(reference_dtype: object, current: pd.Series, exc: DriftInputError) -> str:
+    return f"reference dtype {reference_dtype}, current dtype {current.dtype}: {exc}"
+
+
+def _counted(lost: dict[str, str]) -> dict[str, str]:
+    return {name: f"{reason} — counted as drifted" for name, reason in lost.items()}
 
 
 def _rate(count: int, total: int) -> float:
@@ -144,6 +210,15 @@ def _reference_feature(fp: FeatureProfile, series: pd.Series, cfg: DriftConfig) 
         notes.append("current batch has no rows: scores are undefined")
     if ref.total == 0:
         notes.append("reference had no rows: scores are undefined")
+    if ref.total and ref.missing == ref.total:
+        notes.append("the reference has no value (all missing): only the missing rate is compared")
+    crowded = _crowded_bin_share(fp)
+    if crowded is not None:
+        notes.append(
+            f"{crowded:.1%} of the reference's in-range values share one of {fp.n_inner} inner bins: a shift "
+            "inside that bin cannot show (bounds stretched by extreme values in a profile fitted before the "
+            "robust bounds?); re-fit the profile"
+        )
     return FeatureDrift.build(
         name=fp.name, kind=fp.kind, binning="reference", config=cfg, p=p, q=q,
         p_scored=smooth(p, cfg.smoothing), q_scored=smooth(q, cfg.smoothing),
@@ -157,6 +232,16 @@ def _reference_feature(fp: FeatureProfile, series: pd.Series, cfg: DriftConfig) 
         },
         n_reference=ref.total, n_current=cur.total, labels=fp.labels, edges=fp.edges, notes=notes,
     )
+
+
+def _crowded_bin_share(fp: FeatureProfile) -> float | None:
+    """Share of the in-range reference values in the fullest inner bin, when ≥ 99 % of ≥ 3 bins."""
+    if fp.kind != "numeric" or (fp.n_inner or 0) < 3:
+        return None
+    inner = fp.counts[1:-1]
+    total = sum(inner)
+    share = max(inner) / total if total else 0.0
+    return share if share >= 0.99 else None
 
 
 def _evidently_feature(

@@ -28,6 +28,18 @@ class DriftInputError(ValueError):
     """Input the drift engine cannot compare; the message names the column and what to do."""
 
 
+class DriftConfigError(ValueError):
+    """A :class:`DriftConfig` value out of its domain; ``parameter`` names the field, the message says why."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class DriftConfig:
     """How drift scores become a decision.
@@ -70,17 +82,44 @@ class DriftConfig:
     top_k: int = 5
 
     def __post_init__(self) -> None:
-        low, high = self.psi_bands
-        if not 0 <= low <= high:
-            raise ValueError(f"psi_bands must be two increasing non-negative numbers, got {self.psi_bands}")
+        """Reject values the decision cannot use: every message names the parameter.
+
+        Raises:
+            DriftConfigError: A band that is not finite or not strictly increasing, a negative or non-finite
+                smoothing, a share outside ``(0, 1]``, a non-finite threshold or weight, an unknown name.
+        """
+        bands = self.psi_bands
+        if (not isinstance(bands, tuple | list) or len(bands) != 2 or not all(_finite(b) for b in bands)
+                or not 0 <= bands[0] < bands[1]):
+            raise DriftConfigError(
+                "psi_bands", "psi_bands must be two finite numbers 0 ≤ low < high (e.g. 0.1,0.2), "
+                f"got {bands!r}",
+            )
+        if not _finite(self.smoothing) or self.smoothing < 0:
+            raise DriftConfigError(
+                "smoothing", f"smoothing must be a finite number ≥ 0 (0 disables it), got {self.smoothing!r}"
+            )
+        for name in ("drift_share", "key_feature_share"):
+            value = getattr(self, name)
+            if not _finite(value) or not 0 < value <= 1:
+                raise DriftConfigError(name, f"{name} must be in (0, 1], got {value!r}")
+        for name in ("max_performance_drop", "missing_rate_increase", "out_of_range_share"):
+            if not _finite(getattr(self, name)):
+                raise DriftConfigError(name, f"{name} must be a finite number, got {getattr(self, name)!r}")
         if self.drift_severity not in SEVERITIES[1:]:
-            raise ValueError(f"drift_severity must be 'moderate' or 'major', got {self.drift_severity!r}")
+            raise DriftConfigError(
+                "drift_severity", f"drift_severity must be 'moderate' or 'major', got {self.drift_severity!r}"
+            )
         if self.severity_metric not in ("psi", "js", "kl"):
-            raise ValueError(f"severity_metric must be 'psi', 'js' or 'kl', got {self.severity_metric!r}")
-        if not 0 < self.drift_share <= 1:
-            raise ValueError(f"drift_share must be in (0, 1], got {self.drift_share}")
-        if self.key_features and any(w < 0 for w in self.key_features.values()):
-            raise ValueError("key_features weights must be non-negative")
+            raise DriftConfigError(
+                "severity_metric", f"severity_metric must be 'psi', 'js' or 'kl', got {self.severity_metric!r}"
+            )
+        if self.key_features and any(not _finite(w) or w < 0 for w in self.key_features.values()):
+            raise DriftConfigError(
+                "key_features", f"key_features weights must be finite and ≥ 0, got {self.key_features!r}"
+            )
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise DriftConfigError("top_k", f"top_k must be an integer ≥ 0, got {self.top_k!r}")
 
     def severity(self, score: float) -> str:
         """Map a score of ``severity_metric`` to ``"none"``, ``"moderate"``, ``"major"`` or ``"unknown"`` (NaN)."""
@@ -116,10 +155,12 @@ class DriftConfig:
             The config.
 
         Raises:
-            ValueError: A variable cannot be parsed; the message names it.
+            ValueError: A variable cannot be parsed, or its value is out of range
+                (:class:`DriftConfigError`); the message names the variable.
         """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
+        sources: dict[str, str] = {}  # field → the variable it came from, to name it in an error
         readers: dict[str, tuple[str, type]] = {
             "LOOPLINE_DRIFT_SEVERITY": ("drift_severity", str),
             "LOOPLINE_SEVERITY_METRIC": ("severity_metric", str),
@@ -135,6 +176,7 @@ class DriftConfig:
             if raw is not None and raw.strip():
                 try:
                     values[name] = kind(raw.strip())
+                    sources[name] = f"{var}={raw!r}"
                 except ValueError as exc:
                     raise ValueError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
         bands = env.get("LOOPLINE_PSI_BANDS")
@@ -145,6 +187,7 @@ class DriftConfig:
             except ValueError as exc:
                 raise ValueError(f"LOOPLINE_PSI_BANDS={bands!r} must be two numbers like '0.1,0.25'") from exc
             values["psi_bands"] = (low, high)
+            sources["psi_bands"] = f"LOOPLINE_PSI_BANDS={bands!r}"
         keys = env.get("LOOPLINE_KEY_FEATURES")
         if keys:
             weights: dict[str, float] = {}
@@ -157,9 +200,16 @@ class DriftConfig:
                         f"LOOPLINE_KEY_FEATURES={keys!r} must look like 'dep_delay=2,distance=1'"
                     ) from exc
             values["key_features"] = weights
+            sources["key_features"] = f"LOOPLINE_KEY_FEATURES={keys!r}"
         known = {f.name for f in fields(cls)}
         for name, value in overrides.items():
             if name not in known:
                 raise TypeError(f"DriftConfig has no field {name!r}")
             values[name] = value
-        return cls(**values)  # type: ignore[arg-type]
+            sources.pop(name, None)
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except DriftConfigError as exc:
+            if exc.parameter in sources:
+                raise DriftConfigError(exc.parameter, f"{sources[exc.parameter]}: {exc}") from exc
+            raise

@@ -43,7 +43,7 @@ def render_html(report: DriftReport, title: str = "Loopline drift report") -> st
     d = report.decision
     cfg = report.config
     esc = html.escape
-    n_drifted = len(d.drifted_features)
+    n_drifted = round(d.share_drifted * d.n_features)  # features not compared count as drifted
     if d.drifted:
         color, verdict = _COLORS["major"], f"DRIFT DETECTED — {n_drifted} of {d.n_features} features drifted"
     elif n_drifted:
@@ -105,9 +105,9 @@ def _help(binning: str, cfg: DriftConfig) -> str:
     chip = "<span class='sev' style='background:{}'>{}</span>".format
     shares = "smoothed shares" if binning == "reference" else "shares whose empty bins are filled as Evidently does"
     bins = (
-        "Numeric bins are equal-width on the reference range; <b>&lt; lo</b> / <b>&gt; hi</b> hold current values "
-        "outside it and <b>(missing)</b> NaN/None; categorical bins are the reference categories plus one for "
-        "unseen values."
+        "Numeric bins are equal-width between robust bounds of the reference (its min and max unless some values "
+        "are far out); <b>&lt; lo</b> / <b>&gt; hi</b> hold the values beyond them in either sample and "
+        "<b>(missing)</b> NaN/None; categorical bins are the reference categories plus one for unseen values."
         if binning == "reference" else
         "Bins follow Evidently 0.7: one per distinct value when the reference has at most 20, else Sturges "
         "edges over both samples; NaN and ±inf are dropped (their rates are in the table)."

@@ -15,6 +15,11 @@ JSON layout (``schema_version`` 1)::
                       "counts": [300, 250, ..., 0], "missing": 0, "inf": 0, "total": 1000}}}
 
 Numeric ``counts`` are ``[underflow, inner_1 … inner_n, overflow]`` (see :mod:`loopline.drift.binning`);
+``lo``/``hi`` are robust bounds of the training values (:func:`loopline.drift.binning.robust_bounds`), so
+far-out training values are counted in the under/overflow bins. Profiles written before the robust bounds
+have the same layout with ``lo``/``hi`` at the training min/max: they load and are used unchanged (a feature
+whose reference then crowds into one inner bin gets a note asking for a re-fit); an entry whose counts do
+not match the layout is rejected with a message naming the feature.
 categorical ``counts`` are one per category followed by the *unseen* bucket (categories beyond
 ``max_categories`` at fit time fall into it too). Missing values are counted apart and compared as one more
 bin, so a rise of NaNs moves PSI instead of vanishing.
@@ -111,7 +116,10 @@ class FeatureProfile:
         """Inner bin edges (numeric), ``n_inner + 1`` values; None for a categorical feature."""
         if self.kind != NUMERIC or self.lo is None or self.hi is None or self.n_inner is None:
             return None
-        return [float(v) for v in np.linspace(self.lo, self.hi, self.n_inner + 1)]
+        if math.isfinite(self.hi - self.lo):
+            return [float(v) for v in np.linspace(self.lo, self.hi, self.n_inner + 1)]
+        # bounds near ±1e308 (a profile fitted before the robust bounds): the width overflows, halves do not
+        return [float(v) * 2 for v in np.linspace(self.lo / 2, self.hi / 2, self.n_inner + 1)]
 
     @property
     def labels(self) -> list[str]:
@@ -213,11 +221,13 @@ class FeatureProfile:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DriftInputError(f"reference profile entry for feature {name!r} is malformed: {exc}") from exc
-        expected = (profile.n_inner or 0) + 2 if kind == NUMERIC else len(profile.categories or []) + 1
-        if kind not in (NUMERIC, CATEGORICAL) or len(profile.counts) != expected:
+        if kind == NUMERIC:
+            _check_numeric_entry(name, profile)
+        elif kind != CATEGORICAL or len(profile.counts) != len(profile.categories or []) + 1:
             raise DriftInputError(
                 f"reference profile entry for feature {name!r} is inconsistent (kind {kind!r}, "
-                f"{len(profile.counts)} counts, expected {expected}); re-fit the profile."
+                f"{len(profile.counts)} counts for {len(profile.categories or [])} categories + unseen); "
+                "re-fit the profile."
             )
         return profile
 
@@ -318,6 +328,22 @@ class ReferenceProfile:
             features=features, n_rows=int(data["n_rows"]), n_bins=int(data.get("n_bins", 10)),
             validation_metrics={k: float(v) for k, v in data.get("validation_metrics", {}).items()},
             schema_version=version,
+        )
+
+
+def _check_numeric_entry(name: str, profile: FeatureProfile) -> None:
+    """Reject a numeric entry whose bins cannot be used, saying which part is wrong."""
+    lo, hi, n = profile.lo, profile.hi, profile.n_inner
+    if lo is None or hi is None or n is None or not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi or n < 1:
+        raise DriftInputError(
+            f"reference profile entry for feature {name!r} has unusable bins (lo={lo}, hi={hi}, n_inner={n}; "
+            "need finite lo ≤ hi and n_inner ≥ 1); re-fit the profile."
+        )
+    if len(profile.counts) != n + 2:
+        raise DriftInputError(
+            f"reference profile entry for feature {name!r} has {len(profile.counts)} counts for {n} inner bins; "
+            f"the layout is [underflow, {n} inner bins, overflow] = {n + 2} counts. Profiles without the "
+            "under/overflow counts cannot be compared: re-fit the profile from the model version's training data."
         )
 
 

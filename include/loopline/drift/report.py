@@ -36,9 +36,10 @@ class FeatureDrift:
         missing_rate_current: Share of NaN/None in the current sample.
         inf_rate_reference: Share of ±inf in the reference.
         inf_rate_current: Share of ±inf in the current sample.
-        out_of_range_reference: Numeric: share outside the reference range (0 at fit time unless ±inf);
+        out_of_range_reference: Numeric: share of the reference beyond its robust bounds (its far-out values
+            and ±inf; 0 when nothing is far out);
             categorical: share in the unseen bucket (categories beyond ``max_categories``).
-        out_of_range_current: Same for the current sample — values beyond the training range or unseen
+        out_of_range_current: Same for the current sample — values beyond the training bounds or unseen
             categories.
         bin_labels: Label of every compared bin.
         bin_edges: Inner numeric edges, when the bins are intervals.

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from loopline.drift import (
     DriftConfig,
+    DriftConfigError,
     DriftInputError,
     ReferenceProfile,
     compare,
@@ -133,13 +134,14 @@ def test_all_nan_reference_column() -> None:
 
 
 @pytest.mark.parametrize("binning", ["reference", "evidently"])
-def test_empty_current(binning: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_empty_current_is_an_error_not_no_drift(binning: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     ref, _ = frames
-    report = compare_frames(ref, ref.iloc[:0], binning=binning)
-    assert all(f.severity == "unknown" for f in report.features.values())
-    assert report.decision.drifted is False
-    payload = json.loads(report.to_json())  # strict JSON: undefined scores are null
-    assert payload["features"]["num"]["psi"] is None
+    with pytest.raises(DriftInputError, match="current data has no rows"):
+        compare_frames(ref, ref.iloc[:0], binning=binning)
+    with pytest.raises(DriftInputError, match="reference data has no rows"):
+        compare_frames(ref.iloc[:0], ref, binning=binning)
+    with pytest.raises(DriftInputError, match="current data has no rows"):
+        compare(ReferenceProfile.fit(ref), ref.iloc[:0])
 
 
 def test_one_row_current(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -197,7 +199,12 @@ def test_datetime_rejected_when_named_and_skipped_otherwise() -> None:
 def test_missing_column_names_it_and_what_to_do() -> None:
     profile = ReferenceProfile.fit(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]}))
     with pytest.raises(DriftInputError, match=r"\['y'\].*columns="):
-        compare(profile, pd.DataFrame({"x": [1.0]}))
+        compare(profile, pd.DataFrame({"x": [1.0]}), columns=["x", "y"])  # asked for by name: an error
+    report = compare(profile, pd.DataFrame({"x": [1.0, 2.0]}))  # all profiled features: reported, counted
+    assert list(report.features) == ["x"]
+    assert "absent from the current data" in report.skipped["y"]
+    assert report.decision.not_compared == {"y": "in the reference, absent from the current data"}
+    assert report.decision.drifted and report.decision.share_drifted == 0.5
 
 
 def test_bands_and_env_config(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -278,3 +285,107 @@ def test_html_ranks_by_severity_and_explains_the_bands() -> None:
     assert "100%" in page or "50%" in page or "25.0%" in page  # a y axis with percentages
     assert "Largest shifts" in page and "<b>(unseen)</b>" in page  # the unseen category's bar is named
     assert page == compare_frames(ref, cur).to_html()  # stable ids: the same page on every run
+
+
+# A profile as the first Loopline wrote it (min/max bounds): it must load and be used as it is.
+_LEGACY_PROFILE = {
+    "schema_version": 1, "kind": "loopline.drift.reference_profile", "n_rows": 10, "n_bins": 3,
+    "validation_metrics": {"roc_auc": 0.8},
+    "features": {
+        "x": {"kind": "numeric", "dtype": "float64", "lo": 0.0, "hi": 9.0, "n_inner": 3,
+              "counts": [0, 3, 3, 4, 0], "missing": 0, "inf": 0, "total": 10},
+        "c": {"kind": "categorical", "dtype": "object", "categories": ["a", "b"],
+              "counts": [6, 4, 0], "missing": 0, "inf": 0, "total": 10},
+    },
+}
+
+
+def test_legacy_profile_loads_and_compares_like_a_fresh_fit() -> None:
+    ref = pd.DataFrame({"x": np.arange(10.0), "c": ["a"] * 6 + ["b"] * 4})
+    fresh = ReferenceProfile.fit(ref, n_bins=3)
+    legacy = ReferenceProfile.from_json(json.dumps(_LEGACY_PROFILE))
+    assert fresh.features["x"].to_dict() == legacy.features["x"].to_dict()  # no far-out value: same bins
+    cur = pd.DataFrame({"x": np.r_[np.arange(10.0), [50.0, -3.0]], "c": ["a", "b", "zz"] * 4})
+    assert compare(legacy, cur).to_dict() == compare(fresh, cur).to_dict()
+
+
+def test_legacy_profile_stretched_by_extremes_is_used_and_flagged() -> None:
+    data = json.loads(json.dumps(_LEGACY_PROFILE))
+    # 996 ordinary values and ±1e308 twice each: min/max bounds put all ordinary values in one bin
+    data["features"]["x"].update(lo=-1e308, hi=1e308, n_inner=10, total=1000,
+                                 counts=[0, 2, 0, 0, 0, 996, 0, 0, 0, 0, 2, 0])
+    profile = ReferenceProfile.from_json(json.dumps(data))
+    f = compare(profile, pd.DataFrame({"x": np.arange(10.0) + 5, "c": ["a"] * 10})).features["x"]
+    assert all(math.isfinite(e) for e in f.bin_edges or [])
+    assert any("re-fit the profile" in n for n in f.notes)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"counts": [3, 3, 4]}, r"3 counts for 3 inner bins.*underflow.*re-fit"),  # no under/overflow bins
+        ({"counts": [0, 3, 3, 4]}, r"4 counts for 3 inner bins"),
+        ({"lo": None}, r"unusable bins"),
+        ({"lo": 10.0}, r"unusable bins"),
+        ({"n_inner": 0, "counts": [0, 0]}, r"unusable bins"),
+        ({"hi": float("inf")}, r"unusable bins"),
+    ],
+)
+def test_unusable_numeric_profile_entries_fail_clearly(change: dict[str, object], match: str) -> None:
+    data = json.loads(json.dumps(_LEGACY_PROFILE))
+    data["features"]["x"].update(change)
+    with pytest.raises(DriftInputError, match=r"feature 'x'.*" + match):
+        ReferenceProfile.from_json(json.dumps(data))
+
+
+_BAD_CONFIGS = [
+    ({"psi_bands": (0.1, math.inf)}, "psi_bands"),
+    ({"psi_bands": (math.nan, 0.2)}, "psi_bands"),
+    ({"psi_bands": (0.1, math.nan)}, "psi_bands"),
+    ({"psi_bands": (-math.inf, 0.2)}, "psi_bands"),
+    ({"psi_bands": (0.2, 0.1)}, "psi_bands"),
+    ({"psi_bands": (0.2, 0.2)}, "psi_bands"),
+    ({"psi_bands": (-0.1, 0.2)}, "psi_bands"),
+    ({"psi_bands": (0.1, 0.2, 0.3)}, "psi_bands"),
+    ({"psi_bands": ("0.1", "0.2")}, "psi_bands"),
+    ({"smoothing": -1e-4}, "smoothing"),
+    ({"smoothing": math.nan}, "smoothing"),
+    ({"smoothing": math.inf}, "smoothing"),
+    ({"drift_share": math.nan}, "drift_share"),
+    ({"key_feature_share": math.nan}, "key_feature_share"),
+    ({"key_feature_share": 0.0}, "key_feature_share"),
+    ({"key_features": {"a": math.nan}}, "key_features"),
+    ({"max_performance_drop": math.inf}, "max_performance_drop"),
+    ({"top_k": -1}, "top_k"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "parameter"), _BAD_CONFIGS)
+def test_config_rejects_unusable_values_naming_the_parameter(kwargs: dict[str, object], parameter: str) -> None:
+    with pytest.raises(DriftConfigError, match=parameter) as info:
+        DriftConfig(**kwargs)  # type: ignore[arg-type]
+    assert info.value.parameter == parameter
+    with pytest.raises(ValueError, match=parameter):
+        DriftConfig.from_env({}, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("env", "var"),
+    [
+        ({"LOOPLINE_PSI_BANDS": "0.1,inf"}, "LOOPLINE_PSI_BANDS"),
+        ({"LOOPLINE_PSI_BANDS": "nan,0.2"}, "LOOPLINE_PSI_BANDS"),
+        ({"LOOPLINE_PSI_BANDS": "0.25,0.1"}, "LOOPLINE_PSI_BANDS"),
+        ({"LOOPLINE_DRIFT_SMOOTHING": "-0.001"}, "LOOPLINE_DRIFT_SMOOTHING"),
+        ({"LOOPLINE_DRIFT_SMOOTHING": "nan"}, "LOOPLINE_DRIFT_SMOOTHING"),
+        ({"LOOPLINE_DRIFT_SHARE": "inf"}, "LOOPLINE_DRIFT_SHARE"),
+        ({"LOOPLINE_KEY_FEATURES": "a=-1"}, "LOOPLINE_KEY_FEATURES"),
+    ],
+)
+def test_env_config_errors_name_the_variable(env: dict[str, str], var: str) -> None:
+    with pytest.raises(ValueError, match=var):
+        DriftConfig.from_env(env)
+
+
+def test_valid_edge_configs_are_accepted() -> None:
+    assert DriftConfig(psi_bands=(0.0, 0.1), smoothing=0.0).smoothing == 0.0
+    assert DriftConfig(psi_bands=[0.1, 0.3]).severity(0.3) == "major"  # type: ignore[arg-type]
