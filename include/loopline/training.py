@@ -157,7 +157,8 @@ def load_window_of(store: PartitionStore, dataset: str, version: str, window: Tr
     try:
         return store.read_range(dataset, version, window.start, window.end)
     except FileNotFoundError as exc:
-        raise TrainingDataError(f"no {dataset} partitions in the window {window.start}..{window.end}: {exc}") from exc
+        raise TrainingDataError(f"no feature partitions of {dataset} in the window {window.start}..{window.end}: "
+                                f"{exc}") from exc
 
 
 def fit_window(frame: pd.DataFrame, window: TrainingWindow, inputs: ModelInputs, *,
