@@ -173,6 +173,8 @@ def _add_project(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     check.add_argument("project", metavar="PATH_OR_NAME")
     check.add_argument("--format", choices=("yaml", "json"), default="yaml", dest="fmt")
     check.set_defaults(handler=_run_project_check)
+    ref = verbs.add_parser("reference", help="print the reference of every project key with its default (Markdown)")
+    ref.set_defaults(handler=_run_project_reference)
     lst = verbs.add_parser("list", help="every project on the search path, or its error")
     lst.set_defaults(handler=_run_project_list)
     new = verbs.add_parser("new", help="write a starting project.yaml inferred from a sample file")
@@ -206,6 +208,14 @@ def _run_project_check(args: argparse.Namespace) -> int:
     data = project.model_dump(mode="json")
     print(json.dumps(data, indent=2) if args.fmt == "json" else
           f"# {project.path}: valid\n" + yaml.safe_dump(data, sort_keys=False, width=110))
+    return EXIT_OK
+
+
+def _run_project_reference(args: argparse.Namespace) -> int:
+    from loopline.project.reference import reference
+
+    del args
+    print(reference(), end="")
     return EXIT_OK
 
 

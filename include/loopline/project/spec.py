@@ -313,7 +313,9 @@ class Drift(Spec):
     psi_bands: tuple[float, float] = Field((0.1, 0.2), description="PSI severity bands (low, high); 0.1 / 0.25 is "
                                                                    "the stricter convention.")
     drifted_share: float = Field(0.5, gt=0, le=1, description="Share of drifted features that makes the data drifted.")
-    key_features: list[str] = Field(default_factory=list, description="Features whose drift alone is drift.")
+    key_features: list[str] = Field(
+        default_factory=list, description="Key features, weighted equally: the data is also drifted when this share "
+                                          "of them drifted reaches drifted_share.")
     window_days: int = Field(14, ge=1, le=366, description="Trailing days each daily check compares with the "
                                                            "training reference.")
     cooldown_days: int = Field(14, ge=0, description="A drift retrain is skipped when its window ends within this "

@@ -191,3 +191,11 @@ def test_project_modules_resolve_from_their_own_folder_without_clashing(tmp_path
     broken._path = projects[0].path
     with pytest.raises(ProjectError, match="did you mean 'build'"):
         resolve(broken, "features.build")
+
+
+def test_the_readme_reference_is_the_generated_one() -> None:
+    from loopline.project.reference import BEGIN, END, reference
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    body = readme.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert body.strip() == reference().strip(), "README is stale: paste `loopline project reference` there"
