@@ -119,3 +119,33 @@ def test_compose_admin_password_comes_from_env_file_and_is_never_generated(compo
     assert path.startswith("/opt/loopline/state/")  # the volume every Airflow service mounts
     assert "loopline-state:/opt/loopline/state" in compose["x-airflow-common"]["volumes"]
     assert "AIRFLOW_ADMIN_PASSWORD=" in (REPO / ".env.example").read_text()
+
+
+# -- no Loopline process lets MLflow unpickle a model artifact ------------------------------------------------
+PICKLE_FLAG = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+def test_every_process_forbids_mlflow_pickle_deserialization(compose: dict, tmp_path: Path) -> None:
+    assert compose["x-airflow-common"]["environment"][PICKLE_FLAG] == "false"
+    for name, service in compose["services"].items():
+        if service.get("image") == compose["x-airflow-common"]["image"]:  # every Loopline container
+            assert service["environment"][PICKLE_FLAG] == "false", name
+    assert re.search(rf"^\s*{PICKLE_FLAG}=false\b", (REPO / "Dockerfile").read_text(), re.M)
+    stack = _production_stack(tmp_path)
+    assert stack.env()[PICKLE_FLAG] == "false"
+    for component in stack.components:  # airflow components, celery workers, the mlflow server
+        assert stack.command(component)[1][PICKLE_FLAG] == "false", component
+
+
+def test_importing_loopline_forbids_it_unless_the_environment_decided() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, loopline; print(os.environ['MLFLOW_ALLOW_PICKLE_DESERIALIZATION'])"
+    env = {k: v for k, v in os.environ.items() if k != PICKLE_FLAG}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "false"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, PICKLE_FLAG: "true"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "true"  # an explicit operator choice is kept
