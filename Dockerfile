@@ -20,4 +20,5 @@ RUN uv pip install --system --no-cache --no-deps .
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/loopline/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/loopline/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false \
     LOOPLINE_HOME=/opt/loopline/state

@@ -298,6 +298,9 @@ class Stack:
             "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP": r"(airflow|loopline|loopline_airflow)\..*",
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+            # No MLflow loader may unpickle a model artifact in any Loopline process (Loopline itself loads
+            # only reviewed skops files, see loopline.tracking.load_model); docker-compose.yaml sets the same.
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
             "GIT_PYTHON_REFRESH": "quiet",
             # Idle OpenMP threads sleep instead of spinning: on two cores shared by several task processes a
             # spinning HistGradientBoosting thread burns the CPU the others wait for (measured under load 7-9:

@@ -9,18 +9,24 @@ Conventions every other part relies on:
 - the drift reference profile is the artifact ``drift/reference_profile.json``: the features binned on the
   training days, the ``score`` binned on the held-out days (out-of-sample scores, as production sees them)
   and the validation metrics, so a day's drift check never re-reads the training data;
-- serving loads only ``models:/<name>@champion``.
+- serving loads only ``models:/<name>@champion``;
+- a model is loaded only from a skops file whose untrusted types are all in :data:`REVIEWED_SKOPS_TYPES`
+  (:func:`load_model`); MLflow's own loaders, which let the artifact's ``MLmodel`` choose pickle, are never
+  called, so a registered version cannot run code in a Loopline process.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline import lineage
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from loopline.drift import ReferenceProfile
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -132,12 +140,16 @@ REVIEWED_SKOPS_TYPES = frozenset({
 })
 
 
+def _unreviewed(untrusted: list[str]) -> list[str]:
+    return sorted(set(untrusted) - REVIEWED_SKOPS_TYPES)
+
+
 def _skops_trusted_types(model: Any) -> list[str]:
     """The reviewed types the model needs; any other untrusted type stops the save for a person to review."""
     import skops.io as sio
 
-    untrusted = set(sio.get_untrusted_types(data=sio.dumps(model)))
-    unreviewed = sorted(untrusted - REVIEWED_SKOPS_TYPES)
+    untrusted = sio.get_untrusted_types(data=sio.dumps(model))
+    unreviewed = _unreviewed(untrusted)
     if unreviewed:
         raise TypeError(
             f"the model holds types skops does not trust and nobody reviewed: {unreviewed}; review them and add "
@@ -193,11 +205,13 @@ def log_training_run(
         mlflow.log_dict(json.loads(profile.to_json()), REFERENCE_PROFILE_ARTIFACT)
         mlflow.log_dict(result.window.as_dict(), "window.json")
         signature = infer_signature(example, task_type(result.task).predict(result.model, example))
+        # No input_example: MLflow would validate it by loading the model through mlflow.pyfunc, which
+        # MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false (set for every Loopline process) refuses, leaving a
+        # misleading warning on every run; the signature already records the input schema.
         info = mlflow.sklearn.log_model(
             result.model,
             name="model",
             signature=signature,
-            input_example=example,
             pip_requirements=_pip_requirements(),
             serialization_format="skops",
             skops_trusted_types=_skops_trusted_types(result.model),
@@ -215,36 +229,175 @@ def log_training_run(
 
 
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 MODEL_CACHE_SIZE = 4
 _model_cache: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
 _model_cache_lock = threading.Lock()
 
+# The only serialization Loopline loads, and the only model file names it downloads: one plain file name in
+# the model's folder (no folder, no "..", no absolute path), so the MLmodel cannot point the download anywhere.
+SKOPS_FORMAT = "skops"
+_SKOPS_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.skops")
+_MLMODEL = "MLmodel"
+# A real MLmodel is a few kB; anything far larger is refused before YAML parses it.
+MAX_MLMODEL_BYTES = 1 << 20
+_WHAT_TO_DO = (
+    "Loopline loads only models saved by loopline.tracking.log_training_run (skops, reviewed types). Nothing of "
+    "this artifact was executed. Point the alias back at a trusted version (e.g. the MLflowModelRollbackOperator "
+    "or MlflowClient.set_registered_model_alias) and find out who registered this one; if the model is genuine, "
+    "retrain and log it with log_training_run"
+)
+
+
+class UnsafeModelError(ValueError):
+    """:func:`load_model` refused a model artifact: it is not a skops file of Loopline's reviewed types (or is
+    unreadable). Nothing of the artifact was deserialized; the message names the model, what was refused and
+    what to do. A retry cannot fix it."""
+
 
 def load_model(model_uri: str, settings: Settings) -> Any:
     """Load a scikit-learn model by URI (``models:/name@champion``, ``models:/name/3``, ``runs:/…``).
+
+    Only a skops file is loaded, and only when every type in it that skops does not trust is in
+    :data:`REVIEWED_SKOPS_TYPES`; anything else raises :class:`UnsafeModelError` before any of it is
+    deserialized (see :func:`_load_reviewed_skops`). ``mlflow.sklearn.load_model`` is never used: it lets the
+    artifact's own ``MLmodel`` choose pickle, and trusts the skops types that file lists.
 
     A version URI (``models:/name/3``) is cached in the process, keyed by the tracking server, the name,
     the version and the version's source run, so a scoring run that pins a version loads it once for all
     its days and a promotion that compares two versions loads each once. An alias URI
     (``models:/name@champion``) moves when the alias does: it is never cached and resolves on every call.
     """
-    import mlflow
-
     configure(settings)
     pinned = _VERSION_URI.match(model_uri)
     if pinned is None:
-        return mlflow.sklearn.load_model(model_uri)
+        return _load_reviewed_skops(model_uri, settings)
     mv = client(settings).get_model_version(pinned["name"], pinned["version"])
     key = (settings.mlflow_tracking_uri, pinned["name"], str(mv.version), str(mv.run_id))
     with _model_cache_lock:
         if key in _model_cache:
             _model_cache.move_to_end(key)
             return _model_cache[key]
-    model = mlflow.sklearn.load_model(model_uri)
+    model = _load_reviewed_skops(model_uri, settings)
     with _model_cache_lock:
         _model_cache[key] = model
         while len(_model_cache) > MODEL_CACHE_SIZE:
             _model_cache.popitem(last=False)
+    return model
+
+
+def _artifact_root(model_uri: str, settings: Settings) -> tuple[str, str]:
+    """Where the model's files are, and how to name the model in messages.
+
+    A registry URI is resolved to one version's download location first, so the MLmodel and the model file
+    are read from the same version even if the alias moves in between. Other URIs (``runs:/…``,
+    ``models:/m-<id>``, a storage URI) are read where they point.
+    """
+    by_version, by_alias = _VERSION_URI.match(model_uri), _ALIAS_URI.match(model_uri)
+    if by_version is None and by_alias is None:
+        return model_uri.rstrip("/"), model_uri
+    c = client(settings)
+    if by_version is not None:
+        name, version = by_version["name"], by_version["version"]
+    else:
+        assert by_alias is not None
+        name = by_alias["name"]
+        version = str(c.get_model_version_by_alias(name, by_alias["alias"]).version)
+    root = str(c.get_model_version_download_uri(name, version)).rstrip("/")
+    return root, f"{model_uri} (registered model {name!r} version {version})"
+
+
+def _download(uri: str, dst: Path, settings: Settings) -> Path:
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
+                                                    tracking_uri=settings.mlflow_tracking_uri))
+
+
+def _skops_file_name(mlmodel_text: str, label: str) -> str:
+    """The skops file the ``MLmodel`` text names, after checking (never trusting) what it declares.
+
+    Raises :class:`UnsafeModelError` unless the text is YAML (parsed with the safe loader) with a ``sklearn``
+    flavor whose ``serialization_format`` is ``skops`` and whose ``pickled_model`` is a plain ``*.skops``
+    file name in the model's folder. The ``skops_trusted_types`` and ``code`` it lists are ignored.
+    """
+    import yaml
+
+    try:
+        doc = yaml.safe_load(mlmodel_text)
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UnsafeModelError(
+            f"refusing to load {label}: its MLmodel cannot be read with a safe YAML loader ({reason}). {_WHAT_TO_DO}"
+        ) from exc
+    flavors = doc.get("flavors") if isinstance(doc, dict) else None
+    flavor = flavors.get("sklearn") if isinstance(flavors, dict) else None
+    if not isinstance(flavor, dict):
+        found = sorted(map(str, flavors)) if isinstance(flavors, dict) else "none"
+        raise UnsafeModelError(
+            f"refusing to load {label}: its MLmodel has no sklearn flavor (flavors: {found}), so it is not a "
+            f"scikit-learn model saved as skops. {_WHAT_TO_DO}"
+        )
+    # MLflow reads a missing serialization_format as pickle.
+    fmt = flavor.get("serialization_format", "pickle")
+    if fmt != SKOPS_FORMAT:
+        raise UnsafeModelError(
+            f"refusing to load {label}: its MLmodel declares serialization_format {fmt!r}; Loopline loads only "
+            f"'{SKOPS_FORMAT}' (pickle and cloudpickle can run any code while loading). {_WHAT_TO_DO}"
+        )
+    name = flavor.get("pickled_model")
+    if not isinstance(name, str) or not _SKOPS_FILE_NAME.fullmatch(name):
+        raise UnsafeModelError(
+            f"refusing to load {label}: its MLmodel claims serialization_format 'skops' but names the model file "
+            f"{name!r}, which is not a plain '*.skops' file name in the model's folder. {_WHAT_TO_DO}"
+        )
+    return name
+
+
+def _load_reviewed_skops(model_uri: str, settings: Settings) -> Any:
+    """Download and check the model's ``MLmodel``, then its skops file, and load that with reviewed types only.
+
+    1. ``MLmodel`` alone is downloaded and checked by :func:`_skops_file_name` (safe YAML, sklearn flavor,
+       skops format, a plain ``*.skops`` file name);
+    2. that one file is downloaded and ``skops.io.get_untrusted_types`` reads its schema (no object is built);
+       an unreadable file or any untrusted type outside :data:`REVIEWED_SKOPS_TYPES` is refused;
+    3. ``skops.io.load`` builds it, trusting only the reviewed types the file needs (skops audits the whole
+       tree again before constructing anything).
+    """
+    import skops.io as sio
+
+    root, label = _artifact_root(model_uri, settings)
+    with tempfile.TemporaryDirectory(prefix="loopline-model-") as tmp:
+        mlmodel = _download(f"{root}/{_MLMODEL}", Path(tmp, "meta"), settings)
+        size = mlmodel.stat().st_size
+        if size > MAX_MLMODEL_BYTES:
+            raise UnsafeModelError(
+                f"refusing to load {label}: its MLmodel is {size} bytes (a real one is a few kB). {_WHAT_TO_DO}"
+            )
+        name = _skops_file_name(mlmodel.read_text(errors="replace"), label)
+        path = _download(f"{root}/{name}", Path(tmp, "model"), settings)
+        try:
+            untrusted = sio.get_untrusted_types(file=path)
+        except Exception as exc:  # a truncated, garbage or hostile file: skops cannot even read its schema
+            raise UnsafeModelError(
+                f"refusing to load {label}: {name} is not a readable skops file ({type(exc).__name__}: "
+                f"{str(exc)[:200]}). {_WHAT_TO_DO}"
+            ) from exc
+        unreviewed = _unreviewed(untrusted)
+        if unreviewed:
+            raise UnsafeModelError(
+                f"refusing to load {label}: {name} holds types skops does not trust and nobody reviewed: "
+                f"{unreviewed}. If this model is genuine, review those types and add them to "
+                f"loopline.tracking.REVIEWED_SKOPS_TYPES. {_WHAT_TO_DO}"
+            )
+        try:
+            model = sio.load(path, trusted=sorted(untrusted))
+        except Exception as exc:
+            raise UnsafeModelError(
+                f"refusing to load {label}: {name} passed the type check but skops could not rebuild it "
+                f"({type(exc).__name__}: {str(exc)[:200]}). {_WHAT_TO_DO}"
+            ) from exc
+    log.info("loaded %s from %s (skops; reviewed types trusted: %s)", label, name, sorted(untrusted) or "none")
     return model
 
 

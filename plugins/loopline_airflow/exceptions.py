@@ -24,3 +24,9 @@ class LooplineConfigurationError(AirflowFailException):
 
 class LooplineRegistryUnavailable(AirflowException):
     """The MLflow server did not answer after the retries; the task's own retries may succeed later."""
+
+
+class LooplineUnsafeModelError(AirflowFailException):
+    """A model version is not a skops file of Loopline's reviewed types, so it was refused unexecuted
+    (:class:`loopline.tracking.UnsafeModelError`). A retry cannot fix it: the message says which version and what
+    to do."""

@@ -244,9 +244,15 @@ def score_days(context: Context) -> dict[str, Any]:
 def _score_and_validate(store: PartitionStore, settings: Settings, day: dt.date, model_uri: str) -> dict[str, Any]:
     from loopline.pipeline import score_day
     from loopline.scoring import PREDICTIONS_DATASET
+    from loopline.tracking import UnsafeModelError
+
+    from loopline_airflow.exceptions import LooplineUnsafeModelError
 
     version = settings.feature_set_version
-    result = score_day(store, settings, day, model_uri=model_uri)
+    try:
+        result = score_day(store, settings, day, model_uri=model_uri)
+    except UnsafeModelError as exc:  # a retry would refuse the same artifact again
+        raise LooplineUnsafeModelError(str(exc)) from exc
     preds = store.read(PREDICTIONS_DATASET, version, day)
     try:
         validate_or_raise(preds, "predictions", store=store, dataset=PREDICTIONS_DATASET, version=version,

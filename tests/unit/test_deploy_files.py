@@ -198,3 +198,33 @@ def test_mlflow_runs_basic_auth_with_its_database_url_out_of_the_command_line(co
     worker_keys = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "AIRFLOW_CONN_MLFLOW_DEFAULT"}
     assert worker_keys <= set(stack.command("celery-worker-1")[1])
     assert not worker_keys & set(stack.command("scheduler")[1])
+
+
+# -- no Loopline process lets MLflow unpickle a model artifact ------------------------------------------------
+PICKLE_FLAG = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+def test_every_process_forbids_mlflow_pickle_deserialization(compose: dict, tmp_path: Path) -> None:
+    assert compose["x-airflow-common"]["environment"][PICKLE_FLAG] == "false"
+    for name, service in compose["services"].items():
+        if service.get("image") == compose["x-airflow-common"]["image"]:  # every Loopline container
+            assert service["environment"][PICKLE_FLAG] == "false", name
+    assert re.search(rf"^\s*{PICKLE_FLAG}=false\b", (REPO / "Dockerfile").read_text(), re.M)
+    stack = _production_stack(tmp_path)
+    assert stack.env()[PICKLE_FLAG] == "false"
+    for component in stack.components:  # airflow components, celery workers, the mlflow server
+        assert stack.command(component)[1][PICKLE_FLAG] == "false", component
+
+
+def test_importing_loopline_forbids_it_unless_the_environment_decided() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, loopline; print(os.environ['MLFLOW_ALLOW_PICKLE_DESERIALIZATION'])"
+    env = {k: v for k, v in os.environ.items() if k != PICKLE_FLAG}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "false"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, PICKLE_FLAG: "true"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "true"  # an explicit operator choice is kept

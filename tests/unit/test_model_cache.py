@@ -31,13 +31,12 @@ class Registry:
 
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
-    import mlflow.sklearn
-
     reg = Registry()
     tracking.clear_model_cache()
     monkeypatch.setattr(tracking, "configure", lambda settings: "0")
     monkeypatch.setattr(tracking, "client", lambda settings: reg)
-    monkeypatch.setattr(mlflow.sklearn, "load_model", reg.load)
+    # The one download-check-and-load step every load goes through (tests/unit/test_model_safety.py tests it).
+    monkeypatch.setattr(tracking, "_load_reviewed_skops", lambda uri, settings: reg.load(uri))
     yield reg
     tracking.clear_model_cache()
 

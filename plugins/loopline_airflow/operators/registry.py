@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from loopline_airflow.exceptions import LooplineConfigurationError, LooplineRegistryUnavailable
+from loopline_airflow.exceptions import (
+    LooplineConfigurationError,
+    LooplineRegistryUnavailable,
+    LooplineUnsafeModelError,
+)
 from loopline_airflow.hooks.mlflow import MLflowHook
 
 if TYPE_CHECKING:
@@ -120,9 +124,12 @@ class _RegistryOperator(BaseOperator):
     def _reraise(exc: Exception) -> None:
         """Raise the Airflow counterpart of a core error (returns for anything else)."""
         from loopline.promotion import PromotionError, RegistryUnavailableError
+        from loopline.tracking import UnsafeModelError
 
         if isinstance(exc, RegistryUnavailableError):
             raise LooplineRegistryUnavailable(str(exc)) from exc
+        if isinstance(exc, UnsafeModelError):
+            raise LooplineUnsafeModelError(str(exc)) from exc
         if isinstance(exc, PromotionError):
             raise LooplineConfigurationError(str(exc)) from exc
 

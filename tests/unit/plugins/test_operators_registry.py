@@ -95,3 +95,19 @@ def test_unavailable_registry_is_retryable_and_unchanged(client):
     with pytest.raises(LooplineRegistryUnavailable, match="did not answer"):
         promote_op(v).execute(make_context())
     assert client.state() == before
+
+
+def test_unsafe_model_fails_without_retry(client, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+    from loopline import promotion
+    from loopline.tracking import UnsafeModelError
+    from loopline_airflow.exceptions import LooplineUnsafeModelError
+
+    def refuse(*args, **kwargs):
+        raise UnsafeModelError("refusing to load models:/m/1 (registered model 'm' version 1): pickle")
+
+    monkeypatch.setattr(promotion, "compare_on_same_window", refuse)
+    v = client.add_version("m", {**WINDOW, "loopline.val_roc_auc": "0.7"})
+    with pytest.raises(LooplineUnsafeModelError, match="version 1") as err:
+        promote_op(v).execute(make_context())
+    assert isinstance(err.value, AirflowFailException)
