@@ -397,8 +397,9 @@ class PartitionStore:
 
     def _manifest_at(self, folder: str) -> Manifest:
         """The manifest in ``folder``; FileNotFoundError without one, ValueError when it does not parse."""
-        with self.fs.open(f"{folder}/{MANIFEST}", "rb") as fh:
-            raw: bytes = fh.read()
+        # One GET: s3fs's file objects read an object with a HEAD then ranged GETs pinned to its ETag, which fail
+        # (FileExpired) when a commit replaces the manifest in between.
+        raw: bytes = self.fs.cat_file(f"{folder}/{MANIFEST}")
         try:
             return Manifest.from_json(raw.decode())
         except UnicodeDecodeError as exc:
