@@ -482,7 +482,8 @@ def test_a_window_names_every_broken_day_and_still_skips_days_never_written(stor
 
 def test_training_and_drift_windows_fail_on_a_broken_day(feature_store: PartitionStore, tmp_path: Path) -> None:
     from loopline.features import FEATURES_DATASET
-    from loopline.monitoring import _window
+    from loopline.monitoring import Monitored, _window
+    from loopline.settings import Settings
     from loopline.training import TrainingWindow, load_window
 
     store = PartitionStore(tmp_path.as_uri())  # a scratch copy: the shared fixture stays read-only
@@ -494,7 +495,7 @@ def test_training_and_drift_windows_fail_on_a_broken_day(feature_store: Partitio
     with pytest.raises(CorruptPartitionError, match="features' day 2013-01-21"):
         load_window(store, "1", TrainingWindow.ending(days[-1], 3, 1))
     with pytest.raises(CorruptPartitionError, match="features' day 2013-01-21"):
-        _window(store, "1", days, "1")
+        _window(store, Monitored.flights(Settings(home=tmp_path / "home")), days, "1")
 
 
 def test_a_requested_column_that_is_not_there_is_the_callers_error(store: PartitionStore) -> None:
