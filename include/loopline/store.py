@@ -802,8 +802,9 @@ class PartitionStore:
             if dataset is not None and name != dataset:
                 continue
             for day in sorted(tree.days):
-                report.partitions.append(self._verify_day(name, version, as_day(day), tree.days[day], content,
-                                                          fix, cutoff))
+                check = self._verify_day(name, version, as_day(day), tree.days[day], content, fix, cutoff)
+                if check.committed or check.leftovers:  # not an empty folder
+                    report.partitions.append(check)
             report.partitions.extend(self._verify_legacy(name, version, tree, fix, cutoff))
         if dataset is None:
             for path, info in sorted(side_temps.items()):

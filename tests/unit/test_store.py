@@ -780,6 +780,8 @@ def test_leftovers_go_with_the_next_write_once_older_than_the_grace_period(any_s
     assert names_in(store, store._path("f", "1", D1)) == sorted([MANIFEST, *store.manifest("f", "1", D1).files])
     if store._local:
         assert sorted(p.name for p in Path(store._path("f", "1")).iterdir()) == ["ds=2013-01-01", "ds=2013-01-02"]
+        Path(store._path("f", "1", D3)).mkdir()  # an empty day folder is nothing to report
+        assert [c.ds for c in store.verify().partitions] == ["2013-01-01", "2013-01-02"]
 
 
 def test_the_grace_period_is_the_stores(tmp_path: Path) -> None:
