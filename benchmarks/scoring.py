@@ -131,9 +131,10 @@ def child_prepare(workdir: Path, rows: int, days: int, write_chunk_rows: int) ->
 
 def _row_groups(part: Path) -> int:
     import pyarrow.parquet as pq
-    from loopline.store import PART
+    from loopline.store import MANIFEST, Manifest
 
-    return int(pq.ParquetFile(part / PART).metadata.num_row_groups)
+    files = Manifest.from_json((part / MANIFEST).read_text()).files
+    return sum(int(pq.ParquetFile(part / name).metadata.num_row_groups) for name in files)
 
 
 def replicate(base: Any, rows: int, chunk_rows: int, ds: dt.date) -> Iterator[Any]:

@@ -6,6 +6,10 @@ Each subcommand is one ``_add_<name>(subparsers)`` function that declares its ar
 ``loopline drift REFERENCE CURRENT`` compares two Parquet/CSV files (paths or fsspec URIs such as
 ``s3://bucket/x.parquet``, ``file:///tmp/x.csv``). Exit codes: 0 done, 2 bad input, 3 drift detected with
 ``--fail-on-drift``.
+
+``loopline store verify [--dataset D] [--fix]`` checks the partitions of the store (``LOOPLINE_STORE_ROOT`` or
+``--root``) against their manifests and prints one line per partition. Exit codes: 0 nothing broken, 1 a
+broken partition was found (with ``--fix`` it was quarantined: rebuild the day), 2 bad input.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-EXIT_OK, EXIT_INPUT, EXIT_DRIFT = 0, 2, 3
+EXIT_OK, EXIT_BROKEN, EXIT_INPUT, EXIT_DRIFT = 0, 1, 2, 3
 
 
 def read_table(uri: str, columns: list[str] | None = None) -> pd.DataFrame:
@@ -291,8 +295,73 @@ def _run_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("store", help="inspect and repair the partition store",
+                       description="Inspect and repair the partition store (LOOPLINE_STORE_ROOT).")
+    store_sub = p.add_subparsers(dest="store_command", required=True, metavar="STORE_COMMAND")
+    v = store_sub.add_parser(
+        "verify",
+        help="check every partition against its manifest (row count, schema, content hash)",
+        description="Check each committed partition against its manifest and list the leftovers of killed writes. "
+                    f"Exit {EXIT_OK} when nothing is broken, {EXIT_BROKEN} when a partition is broken (even once "
+                    f"--fix quarantined it: rebuild the day), {EXIT_INPUT} on bad input.",
+    )
+    v.add_argument("--dataset", help="only this dataset, all its versions (e.g. features, shop/features)")
+    v.add_argument("--fix", action="store_true",
+                   help="quarantine broken partitions to <root>/_quarantine/ (the day then reads as never written, "
+                        "so its next build writes it again), delete leftovers older than the grace period, move "
+                        "back a day lost by a killed re-write of an earlier release")
+    v.add_argument("--quick", action="store_true", help="skip the content hash (manifest, files, footers only)")
+    v.add_argument("--grace-minutes", type=float, default=60.0,
+                   help="only leftovers older than this are deleted, so a running writer's files stay (default 60)")
+    v.add_argument("--root", help="store root URI (default: LOOPLINE_STORE_ROOT)")
+    v.set_defaults(handler=_run_store_verify)
+
+
+def _run_store_verify(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from loopline.pipeline import store_for
+    from loopline.settings import Settings, SettingsError
+    from loopline.store import StoreAccessError
+
+    try:
+        settings = Settings.from_env(**({"store_root": args.root} if args.root else {}))
+        store = store_for(settings)
+        report = store.verify(args.dataset, content=not args.quick, fix=args.fix,
+                              grace=dt.timedelta(minutes=args.grace_minutes))
+    except (SettingsError, StoreAccessError, ValueError) as exc:
+        print(f"loopline store verify: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if args.dataset and not report.partitions:
+        print(f"loopline store verify: no partitions of dataset {args.dataset!r} under {store.root}", file=sys.stderr)
+        return EXIT_INPUT
+    for check in report.partitions:
+        status = "BROKEN" if check.problems else ("ok" if check.committed else "leftover")
+        detail = (f"{check.rows} rows" if check.rows is not None
+                  else "committed" if check.committed else "not committed")
+        print(f"{status:<8} {check.uri}  ({detail})")
+        for problem in check.problems:
+            print(f"  {problem.file}: {problem.what}")
+        for name in check.leftovers:
+            print(f"  leftover of a killed write: {name}")
+        for action in check.fixed:
+            print(f"  fixed: {action}")
+    for uri in report.side_leftovers:
+        print(f"leftover {uri}{'  (removed)' if uri in report.side_removed else ''}")
+    broken = [c for c in report.partitions if c.problems]
+    committed = sum(c.committed for c in report.partitions)
+    print(f"{committed} partition(s) checked under {store.root}: {len(broken)} broken"
+          + ("" if not broken or args.fix else f"; run `loopline store verify{_dataset_flag(args)} --fix`"))
+    return EXIT_BROKEN if broken else EXIT_OK
+
+
+def _dataset_flag(args: argparse.Namespace) -> str:
+    return f" --dataset {args.dataset}" if args.dataset else ""
+
+
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _add_drift, _add_project, _add_run,
+    _add_drift, _add_project, _add_run, _add_store,
 )
 
 

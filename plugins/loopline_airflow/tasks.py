@@ -253,7 +253,7 @@ def _score_and_validate(store: PartitionStore, settings: Settings, day: dt.date,
         result = score_day(store, settings, day, model_uri=model_uri)
     except UnsafeModelError as exc:  # a retry would refuse the same artifact again
         raise LooplineUnsafeModelError(str(exc)) from exc
-    preds = store.read(PREDICTIONS_DATASET, version, day)
+    preds = store.read(PREDICTIONS_DATASET, version, day, verify_hash=True)
     try:
         validate_or_raise(preds, "predictions", store=store, dataset=PREDICTIONS_DATASET, version=version,
                           ds=day, what=f"predictions of {day}")

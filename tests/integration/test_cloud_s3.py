@@ -20,7 +20,7 @@ import pytest
 from loopline import reports
 from loopline.pipeline import store_for
 from loopline.settings import Settings
-from loopline.store import MANIFEST, PartitionNotFoundError, PartitionStore, StoreAccessError
+from loopline.store import MANIFEST, CorruptPartitionError, PartitionNotFoundError, PartitionStore, StoreAccessError
 from loopline_airflow.exceptions import LooplineConfigurationError
 from loopline_airflow.hooks.store import partition_store
 
@@ -230,3 +230,58 @@ def test_feature_task_writes_its_partition_to_s3_through_aws_default(
     manifest = reader.manifest("features", "1", D2)
     assert manifest.rows == result["rows"] > 500 and manifest.extra["run_id"] == "manual__s3"
     assert day_keys(s3, bucket, D2) == sorted([MANIFEST, *manifest.files])
+
+
+def test_broken_days_on_s3_are_named_and_quarantined_and_leftovers_cleaned(core_settings: Settings, s3: MotoS3,
+                                                                          bucket: str) -> None:
+    store = store_for(core_settings)
+    for day in (D1, D2, D3):
+        store.write("shop/features", "1", day, frame(3))
+    broken = store.manifest("shop/features", "1", D2)
+    client = s3.client()
+    key = f"loopline/shop/features/v=1/ds=2013-01-02/{broken.files[0]}"
+    client.put_object(Bucket=bucket, Key=key, Body=b"PAR1 truncated")
+    client.put_object(Bucket=bucket, Key="loopline/shop/features/v=1/ds=2013-01-03/part-00000-killed.parquet",
+                      Body=b"an upload whose writer died")
+    with pytest.raises(CorruptPartitionError, match=rf"day 2013-01-02 .*s3://{bucket}/{key}: not a readable Parquet"):
+        store.read_range("shop/features", "1", D1, D3)
+    report = store.verify("shop/features")
+    assert [c.ok for c in report.partitions] == [True, False, True]
+    assert report.partitions[2].leftovers == ["part-00000-killed.parquet"]
+
+    store.verify("shop/features", fix=True, grace=dt.timedelta(0))
+    assert store.days("shop/features", "1") == [D1, D3]
+    assert s3.keys(bucket, "loopline/_quarantine/shop/features/v=1/ds=2013-01-02/")
+    assert day_keys(s3, bucket, D3, "shop/features") == sorted([MANIFEST, *store.manifest("shop/features", "1",
+                                                                                           D3).files])
+    assert len(store.read_range("shop/features", "1", D1, D3)) == 6
+    store.write("shop/features", "1", D2, frame(2))  # the rebuild
+    assert store.verify().ok
+
+
+def test_readers_on_s3_see_the_old_day_or_the_new_one_while_it_is_rewritten(core_settings: Settings) -> None:
+    import threading
+
+    writer = store_for(core_settings)
+    writer.write("features", "1", D1, frame(10))
+    stop, seen, errors = threading.Event(), [], []
+
+    def read_in_a_loop() -> None:
+        reader = store_for(core_settings)  # another client, as another process would have
+        try:
+            while not stop.is_set():
+                got = reader.read("features", "1", D1)
+                offset = int(got["id"].iloc[0])
+                assert got["id"].tolist() == list(range(offset, offset + 10 + offset // 100))
+                seen.append(offset)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=read_in_a_loop)
+    thread.start()
+    for i in range(1, 16):
+        writer.write("features", "1", D1, frame(10 + i, offset=100 * i))
+    stop.set()
+    thread.join(timeout=120)
+    assert not errors, errors[0]
+    assert len(set(seen)) > 2

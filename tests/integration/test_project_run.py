@@ -101,3 +101,12 @@ def test_drift_reports_are_written_per_model(bikes_run: tuple[dict, Path, str]) 
     assert report is not None and report["model_name"] == "bikes.late_return"
     assert set(report["features"]) >= {"station", "start_hour", "member"}
     assert "temp_c" not in report["features"]  # not an input of this model
+
+
+def test_every_partition_of_the_run_verifies(bikes_run: tuple[dict, Path, str]) -> None:
+    _, _, root = bikes_run
+    report = PartitionStore(root).verify()  # content hashes included; nothing left by the failed days
+    assert report.ok, [str(p) for c in report.partitions for p in c.problems]
+    assert {c.dataset for c in report.partitions} >= {"bikes/features", "bikes/duration/predictions",
+                                                      "bikes/late_return/predictions"}
+    assert all(c.committed and not c.leftovers for c in report.partitions)

@@ -99,7 +99,7 @@ class GXValidationOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from loopline import validation
-        from loopline.store import PartitionNotFoundError
+        from loopline.store import CorruptPartitionError, PartitionNotFoundError
 
         from loopline_airflow.hooks.store import partition_store
 
@@ -119,11 +119,13 @@ class GXValidationOperator(BaseOperator):
                 frame = self.frame_callable(**dict(self.op_kwargs or {}))
             else:
                 assert store is not None
-                frame = store.read(str(dataset), str(version), str(ds))
+                frame = store.read(str(dataset), str(version), str(ds), verify_hash=True)
         except validation.SuiteError as exc:
             raise LooplineConfigurationError(str(exc)) from exc
         except PartitionNotFoundError as exc:
             raise LooplineConfigurationError(f"cannot validate: {exc}") from exc
+        except CorruptPartitionError as exc:  # a retry reads the same broken files
+            raise LooplineValidationError(f"cannot validate {name}: {exc}") from exc
         self.log.info("Validating %s (%s rows) against suite %s", name, len(frame), self.suite)
         try:
             summary = validation.validate(frame, self.suite, data_name=name)

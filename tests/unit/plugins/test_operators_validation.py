@@ -38,3 +38,16 @@ def test_constructor_does_no_io(monkeypatch):
 
     monkeypatch.setattr(v, "load_suite", lambda *a: (_ for _ in ()).throw(AssertionError("I/O at init")))
     GXValidationOperator(task_id="v", suite="does-not-exist", dataset_uri="file:///nope/f/v=1/ds=2013-01-01")
+
+
+def test_a_broken_partition_fails_without_retry_naming_the_file(context, tmp_path):
+    import pandas as pd
+    from loopline.store import MANIFEST, PartitionStore
+
+    store = PartitionStore(tmp_path.as_uri())
+    store.write("features", "1", "2013-01-01", pd.DataFrame({"id": [1, 2]}))
+    manifest = tmp_path / "features" / "v=1" / "ds=2013-01-01" / MANIFEST
+    manifest.write_text(manifest.read_text().replace('"content_hash": "', '"content_hash": "0'))
+    op = GXValidationOperator(task_id="v", suite="features", dataset_uri=store.uri("features", "1", "2013-01-01"))
+    with pytest.raises(LooplineValidationError, match=r"cannot validate .*ds=2013-01-01.*content hash"):
+        op.execute(context)
