@@ -277,9 +277,11 @@ def _run_run(args: argparse.Namespace) -> int:
 
     from loopline.project import ProjectError, load_project
     from loopline.runner import run_project, write_summary
+    from loopline.settings import Settings
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        settings = Settings.from_env()  # a SettingsError names the LOOPLINE_* variable
         project = load_project(args.project)
         start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
     except (ProjectError, LookupError, ValueError) as exc:
@@ -288,7 +290,7 @@ def _run_run(args: argparse.Namespace) -> int:
     if end < start:
         print(f"loopline run: --end {end} is before --start {start}", file=sys.stderr)
         return EXIT_INPUT
-    summary = run_project(project, start, end)
+    summary = run_project(project, start, end, settings=settings)
     print(summary.to_table())
     if args.summary:
         write_summary(summary, args.summary)
