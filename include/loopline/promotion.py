@@ -523,6 +523,64 @@ def build_record(
     }
 
 
+def judge(
+    registry: Registry,
+    version: str,
+    *,
+    metric: str,
+    higher_is_better: bool | None = None,
+    min_improvement: float = 0.0,
+    guardrails: Guardrails | None = None,
+    validation_passed: bool = True,
+    force: bool = False,
+    store: PartitionStore | None = None,
+    settings: Settings | None = None,
+    context: Mapping[str, Any] | None = None,
+    dataset: str | None = None,
+    evaluate: Callable[[Any, Any, str], dict[str, float]] | None = None,
+    load_model: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """The champion/challenger gate, end to end: the one implementation the promotion operator and
+    ``loopline run`` share.
+
+    A version that already is the champion by a recorded promotion returns that decision (a retry after a crash
+    changes nothing). Otherwise the version becomes ``challenger``, both models are compared on the candidate's
+    held-out days (:func:`compare_on_same_window`; ``dataset`` and ``evaluate`` say where a project's features
+    are and how its task judges a model), :func:`decide` rules, and :func:`apply_decision` records it.
+    A version tagged as trained on data that failed validation is never promoted.
+
+    Returns:
+        The decision record (:func:`build_record`), as written to the registry.
+    """
+    version = str(version)
+    run = {k: str(v) for k, v in (context or {}).items() if v is not None}
+    candidate = registry.version(version)  # unknown model / version: a clear error before any write
+    champion = registry.champion()
+    if champion == version:
+        prior = recorded_decision(registry, version)
+        if prior and prior.get("action") == "promote":
+            return promote(registry, registry.name, version, prior, run)
+        return {"action": "promote", "reason": f"v{version} already is the champion; nothing changed",
+                "model_name": registry.name, "candidate_version": version, "champion_version": version,
+                "context": run}
+    if (candidate.tags or {}).get(TAG_VALIDATION_PASSED, "").lower() == "false":
+        validation_passed = False
+    mark_challenger(registry, version)
+    comparison = compare_on_same_window(registry, version, champion, store=store, settings=settings,
+                                        load_model=load_model, dataset=dataset, evaluate=evaluate)
+    higher = metric_direction(metric) if higher_is_better is None else bool(higher_is_better)
+    decision = decide(comparison.candidate, comparison.champion, metric=metric, higher_is_better=higher,
+                      min_improvement=min_improvement, guardrails=guardrails, validation_passed=validation_passed,
+                      force=force)
+    record = build_record(decision, registry.name, version, champion, window=comparison.window,
+                          comparison=comparison.method, context=run)
+    result = apply_decision(registry, registry.name, version, record, run)
+    log.info("decision for %s v%s: %s — %s (%s on %s: candidate %s, champion %s)", registry.name, version,
+             result["action"], result["reason"], comparison.method, comparison.window, comparison.candidate,
+             comparison.champion)
+    return result
+
+
 def mark_challenger(registry: Registry, version: str) -> None:
     """Point ``challenger`` at the version under evaluation (idempotent)."""
     if registry.aliases().get(CHALLENGER) != str(version):

@@ -388,24 +388,19 @@ def gate(project: Project, model: str, store: PartitionStore, settings: Settings
     spec = project.models[model]
     cfg = model_settings(settings, project, model)
     registry = p.Registry(client(cfg), cfg.model_name)
-    p.mark_challenger(registry, version)
     champion = registry.champion()
-    previous = champion if champion != version else None
     inputs = model_inputs(project, model)
-    comparison = p.compare_on_same_window(
-        registry, version, previous, store=store, settings=cfg, dataset=project_names(project).features_dataset,
+    record = p.judge(
+        registry, version, metric=spec.gate_metric, higher_is_better=spec.higher_is_better,
+        min_improvement=spec.promotion.min_improvement,
+        guardrails={k: (b.min, b.max) for k, b in spec.promotion.guardrails.items()}, force=force, store=store,
+        settings=cfg, context=context, dataset=project_names(project).features_dataset,
         evaluate=lambda loaded, frame, fsv: evaluate_inputs(loaded, frame, inputs))
-    rails = {k: (b.min, b.max) for k, b in spec.promotion.guardrails.items()}
-    decision = p.decide(comparison.candidate, comparison.champion, metric=spec.gate_metric,
-                        higher_is_better=spec.higher_is_better, min_improvement=spec.promotion.min_improvement,
-                        guardrails=rails, force=force)
-    record = p.build_record(decision, cfg.model_name, version, previous, window=comparison.window,
-                            comparison=comparison.method, context=context)
-    p.apply_decision(registry, cfg.model_name, version, record, dict(context or {}))
     metric = spec.gate_metric
-    champ_value = (comparison.champion or {}).get(metric)
-    return GateResult(version, decision.action, decision.reason, metric, comparison.candidate.get(metric),
-                      champ_value, champion)
+    return GateResult(version, record["action"], record["reason"], metric,
+                      (record.get("candidate_metrics") or {}).get(metric),
+                      (record.get("champion_metrics") or {}).get(metric),
+                      champion if champion != version else None)
 
 
 # -- scoring and drift -----------------------------------------------------------------------------------------

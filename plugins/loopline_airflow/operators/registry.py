@@ -165,6 +165,9 @@ class MLflowModelPromotionOperator(_RegistryOperator):
         summary returned by :class:`GXValidationOperator`. ``False`` always rejects.
     :param force: Waive ``min_improvement`` (manual retrain); never the guardrails, validation, or "not worse".
     :param store_root: Store URI for re-evaluation (default: ``LOOPLINE_STORE_ROOT``).
+    :param project: Project whose model this is (its features dataset and task judge the models); None: the
+        flights classifier of the legacy DAGs.
+    :param project_model: The model's name in the project.
     :param mlflow_conn_id: Connection of the tracking server (falls back to the settings).
     """
 
@@ -185,9 +188,13 @@ class MLflowModelPromotionOperator(_RegistryOperator):
         validation: bool | str | Mapping[str, Any] | None = None,
         force: bool | str = False,
         store_root: str | None = None,
+        project: str | None = None,
+        project_model: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.project = project
+        self.project_model = project_model
         self.candidate_version = candidate_version
         self.metric = metric
         self.higher_is_better = higher_is_better
@@ -219,44 +226,33 @@ class MLflowModelPromotionOperator(_RegistryOperator):
             min_improvement = float(self.min_improvement)
         except (TypeError, ValueError):
             raise LooplineConfigurationError(f"min_improvement={self.min_improvement!r} is not a number") from None
-        run = _run_context(context)
         registry = self._registry()
-        name = registry.name
-        candidate = registry.version(version)  # unknown model / version: a clear error before any write
-        champion = registry.champion()
-        if champion == version:
-            prior = promotion.recorded_decision(registry, version)
-            if prior and prior.get("action") == "promote":
-                self.log.info("%s v%s already is the champion by a recorded decision; nothing to redo",
-                              name, version)
-                return promotion.promote(registry, name, version, prior, run)
-            self.log.info("%s v%s already holds the champion alias; nothing to decide", name, version)
-            return {"action": "promote", "reason": f"v{version} already is the champion; nothing changed",
-                    "model_name": name, "candidate_version": version, "champion_version": version,
-                    "context": run}
-        passed = validation_passed(self.validation)
-        if (candidate.tags or {}).get(promotion.TAG_VALIDATION_PASSED, "").lower() == "false":
-            passed = False
-        promotion.mark_challenger(registry, version)
         store = partition_store(self.hook.settings(), root=self.store_root or None)
         with self.hook.credentials():  # the models are loaded from the server's artifact proxy
-            comparison = promotion.compare_on_same_window(
-                registry, version, champion, store=store, settings=self.hook.settings()
+            result = promotion.judge(
+                registry, version, metric=self.metric, higher_is_better=self.higher_is_better,
+                min_improvement=min_improvement, guardrails=dict(self.guardrails or {}),
+                validation_passed=validation_passed(self.validation), force=_as_bool(self.force, "force"),
+                store=store, settings=self.hook.settings(), context=_run_context(context),
+                **self._project_judging(),
             )
-        self.log.info("Comparing %s v%s with champion %s on %s (%s): candidate %s, champion %s", name, version,
-                      champion, comparison.window, comparison.method, comparison.candidate, comparison.champion)
-        higher = (promotion.metric_direction(self.metric) if self.higher_is_better is None
-                  else bool(self.higher_is_better))
-        decision = promotion.decide(
-            comparison.candidate, comparison.champion, metric=self.metric, higher_is_better=higher,
-            min_improvement=min_improvement, guardrails=dict(self.guardrails or {}), validation_passed=passed,
-            force=_as_bool(self.force, "force"),
-        )
-        record = promotion.build_record(decision, name, version, champion, window=comparison.window,
-                                        comparison=comparison.method, context=run)
-        result = promotion.apply_decision(registry, name, version, record, run)
-        self.log.info("Decision for %s v%s: %s — %s", name, version, result["action"], result["reason"])
+        self.log.info("Decision for %s v%s: %s — %s", registry.name, version, result["action"], result["reason"])
         return result
+
+    def _project_judging(self) -> dict[str, Any]:
+        """Where a project model's features are and how its task judges it (none: the flights classifier)."""
+        if not self.project:
+            return {}
+        from loopline.project import load_project, project_names
+        from loopline.steps import model_inputs
+        from loopline.training import evaluate_inputs
+
+        project = load_project(self.project)
+        if self.project_model not in project.models:
+            raise LooplineConfigurationError(f"project {self.project!r} has no model {self.project_model!r}")
+        inputs = model_inputs(project, self.project_model)
+        return {"dataset": project_names(project).features_dataset,
+                "evaluate": lambda model, frame, fsv: evaluate_inputs(model, frame, inputs)}
 
 
 class MLflowModelRollbackOperator(_RegistryOperator):

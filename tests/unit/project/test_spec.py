@@ -199,3 +199,12 @@ def test_the_readme_reference_is_the_generated_one() -> None:
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
     body = readme.split(BEGIN, 1)[1].split(END, 1)[0]
     assert body.strip() == reference().strip(), "README is stale: paste `loopline project reference` there"
+
+
+def test_the_shipped_projects_are_valid_and_flights_is_one_of_them() -> None:
+    found = discover(search_roots({}))
+    assert "flights" in {f.project.project for f in found if f.project}
+    for f in found:
+        assert f.error is None, f.error
+    flights = next(f.project for f in found if f.project and f.project.project == "flights")
+    assert {m.task for m in flights.models.values()} == {"binary_classification", "regression"}
