@@ -9,6 +9,7 @@ The same variants run against a real server, through scoring and the promotion g
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,20 @@ def test_oversized_mlmodel_is_refused_before_parsing(store: Store, tmp_path: Pat
     version = register_folder(c, "safety_big", tracking.configure(store.settings), folder)
     with pytest.raises(UnsafeModelError, match="bytes"):
         tracking.load_model(f"models:/safety_big/{version}", store.settings)
+
+
+def test_logged_model_and_run_uris_get_the_same_checks(store: Store) -> None:
+    """``models:/m-<id>`` (what log_training_run returns unregistered) and ``runs:/`` URIs: same rules."""
+    import mlflow
+
+    experiment_id = tracking.configure(store.settings)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        skops_info = mlflow.sklearn.log_model(store.genuine, name="ok", serialization_format="skops",
+                                              pip_requirements=[])
+        pickle_info = mlflow.sklearn.log_model(store.genuine, name="bad", serialization_format="pickle",
+                                               pip_requirements=[])
+    for uri in (skops_info.model_uri, f"runs:/{run.info.run_id}/ok"):
+        assert isinstance(tracking.load_model(uri, store.settings), LogisticRegression), uri
+    for uri in (pickle_info.model_uri, f"runs:/{run.info.run_id}/bad"):
+        with pytest.raises(UnsafeModelError, match=rf"refusing to load {re.escape(uri)}: .*'pickle'"):
+            tracking.load_model(uri, store.settings)
