@@ -8,8 +8,10 @@ The same variants run against a real server, through scoring and the promotion g
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,28 @@ class Store:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    home = tmp_path_factory.mktemp("safety")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """The local store; MLflow's process-wide tracking and registry URIs (set by configure) are put back after,
+    so later tests' ``MlflowClient(uri)`` do not silently talk to this SQLite registry."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking_uri, registry_uri = tracking_utils._tracking_uri, registry_utils._registry_uri
+    env = {var: os.environ.get(var) for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}  # set_*_uri export
+    try:
+        yield _make_store(tmp_path_factory.mktemp("safety"))
+    finally:
+        mlflow.set_tracking_uri(tracking_uri)
+        registry_utils._registry_uri = registry_uri
+        for var, value in env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _make_store(home: Path) -> Store:
     settings = Settings(home=home, model_name="safety")
     marker = home / "marker"
     rng = np.random.default_rng(3)
