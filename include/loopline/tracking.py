@@ -230,6 +230,7 @@ def log_training_run(
 
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)/?$")
 MODEL_CACHE_SIZE = 4
 _model_cache: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
 _model_cache_lock = threading.Lock()
@@ -290,13 +291,17 @@ def _artifact_root(model_uri: str, settings: Settings) -> tuple[str, str]:
     """Where the model's files are, and how to name the model in messages.
 
     A registry URI is resolved to one version's download location first, so the MLmodel and the model file
-    are read from the same version even if the alias moves in between. Other URIs (``runs:/…``,
-    ``models:/m-<id>``, a storage URI) are read where they point.
+    are read from the same version even if the alias moves in between; a logged-model URI
+    (``models:/m-<id>``) to that model's artifact location. Other URIs (``runs:/…``, a storage URI) are read
+    where they point.
     """
     by_version, by_alias = _VERSION_URI.match(model_uri), _ALIAS_URI.match(model_uri)
+    logged = _LOGGED_MODEL_URI.match(model_uri)
+    c = client(settings)
+    if logged is not None:  # what log_training_run(register=False) returns
+        return str(c.get_logged_model(logged["model_id"]).artifact_location).rstrip("/"), model_uri
     if by_version is None and by_alias is None:
         return model_uri.rstrip("/"), model_uri
-    c = client(settings)
     if by_version is not None:
         name, version = by_version["name"], by_version["version"]
     else:

@@ -8,7 +8,10 @@ The same variants run against a real server, through scoring and the promotion g
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +42,28 @@ class Store:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    home = tmp_path_factory.mktemp("safety")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """The local store; MLflow's process-wide tracking and registry URIs (set by configure) are put back after,
+    so later tests' ``MlflowClient(uri)`` do not silently talk to this SQLite registry."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking_uri, registry_uri = tracking_utils._tracking_uri, registry_utils._registry_uri
+    env = {var: os.environ.get(var) for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}  # set_*_uri export
+    try:
+        yield _make_store(tmp_path_factory.mktemp("safety"))
+    finally:
+        mlflow.set_tracking_uri(tracking_uri)
+        registry_utils._registry_uri = registry_uri
+        for var, value in env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _make_store(home: Path) -> Store:
     settings = Settings(home=home, model_name="safety")
     marker = home / "marker"
     rng = np.random.default_rng(3)
@@ -138,3 +161,20 @@ def test_oversized_mlmodel_is_refused_before_parsing(store: Store, tmp_path: Pat
     version = register_folder(c, "safety_big", tracking.configure(store.settings), folder)
     with pytest.raises(UnsafeModelError, match="bytes"):
         tracking.load_model(f"models:/safety_big/{version}", store.settings)
+
+
+def test_logged_model_and_run_uris_get_the_same_checks(store: Store) -> None:
+    """``models:/m-<id>`` (what log_training_run returns unregistered) and ``runs:/`` URIs: same rules."""
+    import mlflow
+
+    experiment_id = tracking.configure(store.settings)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        skops_info = mlflow.sklearn.log_model(store.genuine, name="ok", serialization_format="skops",
+                                              pip_requirements=[])
+        pickle_info = mlflow.sklearn.log_model(store.genuine, name="bad", serialization_format="pickle",
+                                               pip_requirements=[])
+    for uri in (skops_info.model_uri, f"runs:/{run.info.run_id}/ok"):
+        assert isinstance(tracking.load_model(uri, store.settings), LogisticRegression), uri
+    for uri in (pickle_info.model_uri, f"runs:/{run.info.run_id}/bad"):
+        with pytest.raises(UnsafeModelError, match=rf"refusing to load {re.escape(uri)}: .*'pickle'"):
+            tracking.load_model(uri, store.settings)
