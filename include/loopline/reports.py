@@ -103,9 +103,9 @@ def read_drift_report(store: PartitionStore, fsv: str, ds: str | dt.date, *,
     return report
 
 
-def report_days(store: PartitionStore, fsv: str) -> list[dt.date]:
+def report_days(store: PartitionStore, fsv: str, *, dataset: str = DRIFT) -> list[dt.date]:
     """Days that have a drift report folder, oldest first."""
-    base = f"{store.root}/_{REPORTS_KIND}/{DRIFT}/v={fsv}"  # fsspec strips the protocol
+    base = f"{store.root}/_{REPORTS_KIND}/{dataset}/v={fsv}"  # fsspec strips the protocol
     store.refresh()  # the triggerer polls with one long-lived filesystem: no stale listing
     if not store.fs.exists(base):
         return []
@@ -124,6 +124,7 @@ def list_drift_reports(
     *,
     model_name: str | None = None,
     skip_malformed: bool = False,
+    dataset: str = DRIFT,
 ) -> list[dict[str, Any]]:
     """Drift reports of a feature-set version, oldest ``created_at`` first.
 
@@ -134,9 +135,9 @@ def list_drift_reports(
     """
     after = None if since is None else parse_time(since, "since")
     out = []
-    for day in report_days(store, fsv):
+    for day in report_days(store, fsv, dataset=dataset):
         try:
-            report = read_drift_report(store, fsv, day)
+            report = read_drift_report(store, fsv, day, dataset=dataset)
         except ReportError as exc:
             if not skip_malformed:
                 raise

@@ -70,14 +70,15 @@ def latest_window_end(settings: Settings) -> dt.date | None:
     return max(ends) if ends else None
 
 
-def plan(request: RetrainRequest, settings: Settings, store: PartitionStore) -> RetrainPlan:
+def plan(request: RetrainRequest, settings: Settings, store: PartitionStore, *,
+         features_dataset: str = FEATURES_DATASET) -> RetrainPlan:
     """Turn a request into a plan; see the module docstring for the rules."""
     from loopline.tracking import CHAMPION, resolve_alias
 
     champion = resolve_alias(settings, CHAMPION)
     base = RetrainPlan(trigger="", window_days=request.window_days, validation_days=request.validation_days,
                        force=request.force, hyperparameters=request.hyperparameters, champion_version=champion)
-    days = store.days(FEATURES_DATASET, settings.feature_set_version)
+    days = store.days(features_dataset, settings.feature_set_version)
     if request.drift_events:
         base.trigger = "drift"
         valid = []
@@ -112,7 +113,7 @@ def plan(request: RetrainRequest, settings: Settings, store: PartitionStore) -> 
         base.as_of = eligible[-1].isoformat() if eligible else ""
         base.reason = "weekly schedule"
     if not base.as_of:
-        base.skip = "no feature partitions to train on yet; backfill loopline_feature_backfill first"
+        base.skip = f"no feature partitions of {features_dataset} to train on yet; backfill its features DAG first"
         return base
     if base.trigger == "drift" and not request.force:
         newest_end = latest_window_end(settings)

@@ -12,7 +12,8 @@ import pytest
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
-DAG_FILES = sorted((REPO / "dags").glob("loopline_*.py"))
+PROJECTS_FILE = REPO / "dags" / "loopline_projects.py"
+DAG_FILES = sorted(p for p in (REPO / "dags").glob("loopline_*.py") if p != PROJECTS_FILE)
 EXPECTED = {"loopline_feature_backfill", "loopline_batch_scoring", "loopline_drift_monitor", "loopline_retrain"}
 HEAVY = ["pandas", "numpy", "pyarrow", "sklearn", "scipy", "mlflow", "great_expectations", "boto3",
          "google.cloud.storage", "google.cloud.bigquery"]
@@ -45,10 +46,11 @@ print(json.dumps({"seconds": took, "heavy": heavy, "dags": [
 """
 
 
-def _probe(path: Path, tmp_path: Path) -> dict:
+def _probe(path: Path, tmp_path: Path, **extra_env: str) -> dict:
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/never.db",
-           "LOOPLINE_HOME": str(tmp_path / "home"), "PYTHONPATH": f"{REPO / 'plugins'}:{REPO / 'include'}"}
+           "LOOPLINE_HOME": str(tmp_path / "home"), "PYTHONPATH": f"{REPO / 'plugins'}:{REPO / 'include'}",
+           **extra_env}
     out = subprocess.run([sys.executable, "-c", PROBE, str(path), ",".join(HEAVY)], env=env, capture_output=True,
                          text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -78,3 +80,57 @@ def test_dag_files_import_no_heavy_module_statically() -> None:
         for line in path.read_text().splitlines():
             if line.startswith(("import ", "from ")):
                 assert not any(f" {m}" in line.split(" import")[0] for m in HEAVY), f"{path.name}: {line}"
+
+
+# -- the DAGs generated from model projects ----------------------------------------------------------------------
+def test_every_project_dag_is_light_and_well_formed(tmp_path: Path) -> None:
+    from tests.support.bikes_project import write_project
+
+    write_project(tmp_path / "projects", days=0)
+    probe = _probe(PROJECTS_FILE, tmp_path, LOOPLINE_PROJECTS_PATH=str(tmp_path / "projects"))
+    assert probe["heavy"] == [], f"the projects DAG file imports heavy modules at parse time: {probe['heavy']}"
+    dags = {d["dag_id"]: d for d in probe["dags"]}
+    for project, models in (("flights", ("disruption", "arrival_delay")), ("bikes", ("duration", "late_return"))):
+        assert f"{project}.features" in dags
+        assert f"project:{project}" in dags[f"{project}.features"]["tags"]
+        for model in models:
+            for step in ("score", "drift", "retrain", "rollback"):
+                dag = dags[f"{project}.{model}.{step}"]
+                assert {"loopline", f"project:{project}", f"model:{model}"} <= set(dag["tags"]), dag
+    for dag_id, dag in dags.items():
+        assert dag["doc_md"] and dag["owner"] == "loopline", dag_id
+        for task_id, t in dag["tasks"].items():
+            assert t["retries"] >= 1 and t["callback"], (dag_id, task_id)
+            assert t["timeout"] and t["timeout"] <= 3600, (dag_id, task_id)
+
+
+BAGGING = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)
+print(json.dumps({"dags": sorted(bag.dags), "errors": {k: str(v) for k, v in bag.import_errors.items()}}))
+"""
+
+
+def test_a_broken_project_shows_as_an_import_error_and_the_others_still_load(tmp_path: Path) -> None:
+    from tests.support.bikes_project import PROJECT_YAML, write_project
+
+    write_project(tmp_path / "projects", days=0)
+    broken = tmp_path / "projects" / "broken_shop" / "project.yaml"
+    broken.parent.mkdir()
+    broken.write_text(PROJECT_YAML.replace("project: bikes", "project: broken_shop").replace(
+        "task: regression", "task: regresion"))
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / PROJECTS_FILE.name).write_text(PROJECTS_FILE.read_text())
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/never.db", "LOOPLINE_HOME": str(tmp_path),
+           "PYTHONPATH": f"{REPO / 'plugins'}:{REPO / 'include'}", "LOOPLINE_PROJECTS_PATH": str(tmp_path / "projects")}
+    out = subprocess.run([sys.executable, "-c", BAGGING, str(folder)], env=env, capture_output=True, text=True,
+                         timeout=180, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "bikes.duration.retrain" in result["dags"] and "flights.features" in result["dags"]
+    assert not [d for d in result["dags"] if d.startswith("broken_shop")]
+    [message] = result["errors"].values()
+    assert str(broken) in message and "models.duration.task" in message, message

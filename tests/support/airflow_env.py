@@ -21,7 +21,8 @@ import datetime as dt, importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("dagfile", sys.argv[1])
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 from airflow.sdk import DAG
-[dag] = [v for v in vars(mod).values() if isinstance(v, DAG)]
+dags = {v.dag_id: v for v in vars(mod).values() if isinstance(v, DAG)}
+dag = dags[sys.argv[3]] if len(sys.argv) > 3 else next(iter(dags.values()))
 for run in json.loads(sys.argv[2]):
     kwargs = {"run_conf": run.get("conf") or None}
     if run.get("logical_date"):
@@ -59,10 +60,15 @@ def migrate(env: dict[str, str]) -> None:
 
 
 def dag_test(
-    dag_id: str, runs: list[dict[str, Any]], env: dict[str, str], timeout: float = 600
+    dag_id: str, runs: list[dict[str, Any]], env: dict[str, str], timeout: float = 600, *, file: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``runs``: ``[{"logical_date": "2013-01-05", "conf": {...}}, ...]``; returns one result per run."""
-    out = subprocess.run([sys.executable, "-c", RUNNER, str(REPO / "dags" / f"{dag_id}.py"), json.dumps(runs)],
+    """``runs``: ``[{"logical_date": "2013-01-05", "conf": {...}}, ...]``; returns one result per run.
+
+    ``file`` names the DAG file (in ``dags/``) when it is not ``<dag_id>.py``: the generated project DAGs all
+    live in ``loopline_projects.py``.
+    """
+    path = REPO / "dags" / (file or f"{dag_id}.py")
+    out = subprocess.run([sys.executable, "-c", RUNNER, str(path), json.dumps(runs), dag_id],
                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
     results = [json.loads(line[len("RESULT "):]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     assert out.returncode == 0 and len(results) == len(runs), (

@@ -40,6 +40,7 @@ def check_drift(
     model_name: str | None = None,
     ds: str | None = None,
     since: str | None = None,
+    reports_dataset: str = "drift",
 ) -> dict[str, Any] | None:
     """One look at the report tree.
 
@@ -51,12 +52,13 @@ def check_drift(
 
     store = _store(store_root)
     if ds:
-        report = reports.read_drift_report(store, feature_set_version, ds)
+        report = reports.read_drift_report(store, feature_set_version, ds, dataset=reports_dataset)
         if report is None or (model_name and report.get("model_name") != model_name):
             return None
         status = "drifted" if report["decision"]["drifted"] else "not_drifted"
         return {"status": status, "report": reports.summary(report)}
-    for report in reports.list_drift_reports(store, feature_set_version, since, model_name=model_name or None):
+    for report in reports.list_drift_reports(store, feature_set_version, since, model_name=model_name or None,
+                                             dataset=reports_dataset):
         if report["decision"]["drifted"]:
             return {"status": "drifted", "report": reports.summary(report)}
     return None
@@ -70,13 +72,15 @@ def new_drift_reports(
     model_name: str | None = None,
     since: str | None = None,
     only_drifted: bool = True,
+    reports_dataset: str = "drift",
 ) -> list[dict[str, Any]]:
     """Summaries of the reports (drifted ones only, by default) whose dedupe key is not in ``seen``."""
     from loopline import reports
 
     out = []
     for report in reports.list_drift_reports(_store(store_root), feature_set_version, since,
-                                             model_name=model_name or None, skip_malformed=True):
+                                             model_name=model_name or None, skip_malformed=True,
+                                             dataset=reports_dataset):
         if only_drifted and not report["decision"]["drifted"]:
             continue
         summary = reports.summary(report)
@@ -109,8 +113,10 @@ class DriftTrigger(BaseTrigger):
         since: str | dt.datetime | None = None,
         poll_interval: float = 60.0,
         stop_when_not_drifted: bool = True,
+        reports_dataset: str = "drift",
     ) -> None:
         super().__init__()
+        self.reports_dataset = reports_dataset
         self.store_root = store_root
         self.feature_set_version = str(feature_set_version)
         self.model_name = model_name
@@ -126,6 +132,7 @@ class DriftTrigger(BaseTrigger):
                 "store_root": self.store_root, "feature_set_version": self.feature_set_version,
                 "model_name": self.model_name, "ds": self.ds, "since": self.since,
                 "poll_interval": self.poll_interval, "stop_when_not_drifted": self.stop_when_not_drifted,
+                "reports_dataset": self.reports_dataset,
             },
         )
 
@@ -136,7 +143,7 @@ class DriftTrigger(BaseTrigger):
             try:
                 found = await asyncio.to_thread(
                     check_drift, self.store_root, self.feature_set_version, model_name=self.model_name,
-                    ds=self.ds, since=self.since,
+                    ds=self.ds, since=self.since, reports_dataset=self.reports_dataset,
                 )
             except ReportError as exc:
                 yield TriggerEvent({"status": "error", "message": str(exc)})
@@ -171,8 +178,10 @@ class DriftEventTrigger(BaseEventTrigger):
         since: str | dt.datetime | None = None,
         poll_interval: float = 60.0,
         only_drifted: bool = True,
+        reports_dataset: str = "drift",
     ) -> None:
         super().__init__()
+        self.reports_dataset = reports_dataset
         self.store_root = store_root
         self.feature_set_version = str(feature_set_version)
         self.model_name = model_name
@@ -187,7 +196,7 @@ class DriftEventTrigger(BaseEventTrigger):
             {
                 "store_root": self.store_root, "feature_set_version": self.feature_set_version,
                 "model_name": self.model_name, "since": self.since, "poll_interval": self.poll_interval,
-                "only_drifted": self.only_drifted,
+                "only_drifted": self.only_drifted, "reports_dataset": self.reports_dataset,
             },
         )
 
@@ -219,6 +228,7 @@ class DriftEventTrigger(BaseEventTrigger):
                 fresh = await asyncio.to_thread(
                     new_drift_reports, self.store_root, self.feature_set_version, set(self._seen),
                     model_name=self.model_name, since=self.since, only_drifted=self.only_drifted,
+                    reports_dataset=self.reports_dataset,
                 )
             except (OSError, ValueError) as exc:  # flaky storage, one malformed report: keep watching
                 self.log.warning("Could not list drift reports under %s (will poll again): %s",

@@ -1,0 +1,11 @@
+"""Every Loopline model project, rendered into its DAGs (see ``loopline_airflow.factory``).
+
+Projects are found in ``include/projects/`` and in every folder of ``LOOPLINE_PROJECTS_PATH``. Parsing reads the
+project files only; a broken project file shows as this file's import error, naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from loopline_airflow.factory import render_projects
+
+globals().update(render_projects())
