@@ -95,7 +95,11 @@ def new_project(name: str, sample: str, label: str, *, positive: str | None = No
             "# sources.main.uri must name each day's file with {ds} (YYYY-MM-DD), e.g. .../ds={ds}/part.parquet.\n")
     if skipped:
         head += f"# Not taken as features (dates or free text): {', '.join(skipped)}\n"
-    return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+    # Sources in block style, one key a line: the uri is what the user checks first, and a long path must not
+    # fold a flow mapping over two lines. Features and models keep one line per column.
+    return head + "".join(yaml.safe_dump({key: value}, sort_keys=False, width=110,
+                                         default_flow_style=None if key in ("features", "models") else False)
+                          for key, value in doc.items())
 
 
 def _file_day(uri: str) -> re.Match[str] | None:
