@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     paths = write_orders(args.out, args.start, args.days, args.rows, args.sale_from, args.seed)
-    print(f"wrote {len(paths)} days x {args.rows} orders: {paths[0]} .. {paths[-1]}")
+    span = f"{paths[0]} .. {paths[-1]}" if len(paths) > 1 else str(paths[0])
+    print(f"wrote {len(paths)} day(s) of {args.rows} orders: {span}")
     return 0
 
 
