@@ -46,6 +46,14 @@ class Block:
     after: int  # index of the run block it follows (-1: none)
 
 
+@dataclass(frozen=True)
+class Walk:
+    blocks: list[Block]
+    outputs: list[str]  # stdout of each run block, the temporary HOME written as the README shows it
+    files: dict[int, str]  # content of each file block's PATH, by the block's index
+    folder: Path  # the folder the walk-through ended in
+
+
 def tutorial_text() -> str:
     text = README.read_text(encoding="utf-8")
     assert "<!-- tutorial:begin -->" in text and "<!-- tutorial:end -->" in text, "README lost its walk-through"
@@ -90,7 +98,7 @@ def matches_trimmed(shown: str, actual: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def walked(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Block], list[str], dict[int, str], Path]:
+def walked(tmp_path_factory: pytest.TempPathFactory) -> Walk:
     tmp = tmp_path_factory.mktemp("tutorial")
     home, snapshots = tmp / "home", tmp / "snapshots"
     home.mkdir()
@@ -118,12 +126,12 @@ def walked(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Block], list[
     outputs = [p.replace(str(home), SHOWN_HOME) for p in parts]
     files = {j: (snapshots / str(j)).read_text(encoding="utf-8").replace(str(home), SHOWN_HOME)
              for j, b in enumerate(found) if b.kind == "file"}
-    return found, outputs, files, folder
+    return Walk(found, outputs, files, folder)
 
 
 @pytest.fixture(scope="module")
-def folder(walked: tuple[list[Block], list[str], dict[int, str], Path]) -> Path:
-    return walked[3]
+def folder(walked: Walk) -> Path:
+    return walked.folder
 
 
 def test_the_walk_through_is_marked() -> None:
@@ -133,9 +141,8 @@ def test_the_walk_through_is_marked() -> None:
     assert all(b.after >= 0 for b in found), "an output or file block before any run block"
 
 
-def test_the_outputs_shown_are_what_the_commands_print(walked: tuple[list[Block], list[str], dict[int, str],
-                                                                     Path]) -> None:
-    found, outputs, files, _ = walked
+def test_the_outputs_shown_are_what_the_commands_print(walked: Walk) -> None:
+    found, outputs, files = walked.blocks, walked.outputs, walked.files
     assert len(outputs) == sum(b.kind == "run" for b in found)
     for j, b in enumerate(found):
         if b.kind == "file":
