@@ -292,6 +292,10 @@ def _run_run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     summary = run_project(project, start, end, settings=settings)
     print(summary.to_table())
+    if summary.days_empty and not summary.days_featured and not summary.days_failed:
+        # A wrong `uri` reads as "no data that day", so say it once rather than leave 0 days looking like success.
+        print(f"loopline run: no source had data on any day of {start}..{end}; check the sources' uri "
+              f"(`loopline project check {project.project}` prints it resolved)", file=sys.stderr)
     if args.summary:
         write_summary(summary, args.summary)
     return EXIT_OK

@@ -45,6 +45,10 @@ def new_project(name: str, sample: str, label: str, *, positive: str | None = No
 
     if not re.match(NAME_PATTERN, name):
         raise ValueError(f"{name!r} is not a valid project name: use lower-case letters, digits and '_'")
+    try:
+        first = dt.date.fromisoformat(start_date) if start_date else None
+    except ValueError as exc:
+        raise ValueError(f"start date {start_date!r} is not a day YYYY-MM-DD ({exc})") from None
     frame = read_table(sample)
     if label not in frame.columns:
         raise ValueError(f"label column {label!r} is not in {sample} (columns: {list(frame.columns)})")
@@ -71,13 +75,16 @@ def new_project(name: str, sample: str, label: str, *, positive: str | None = No
             continue
         entry: dict[str, Any] = {"name": str(col), "kind": kind}
         columns.append(entry)
-    uri = Path(sample).resolve().as_uri() if "://" not in sample else sample
-    day = re.search(r"\d{4}-\d{2}-\d{2}", uri)
+    # Not Path.as_uri(): it percent-encodes '=' (ds=2024-01-01 -> ds%3D...), and fsspec reads file:// URIs
+    # verbatim, so every day of such a source would read as missing.
+    uri = "file://" + Path(sample).resolve().as_posix() if "://" not in sample else sample
+    day = _file_day(uri)
     uri = uri[:day.start()] + "{ds}" + uri[day.end():] if day else uri.rsplit("/", 1)[0] + "/ds={ds}/" + \
         uri.rsplit("/", 1)[1]
     doc: dict[str, Any] = {
         "project": name,
-        "start_date": start_date or dt.date.today().isoformat(),
+        # The sample's own day when its name holds one: the data starts there, whatever today is.
+        "start_date": first or (dt.date.fromisoformat(day.group(0)) if day else dt.date.today()),
         "sources": {"main": {"uri": uri, "format": "csv" if sample.lower().endswith((".csv", ".csv.gz")) else
                              "parquet"}},
         "features": {"version": 1, "keys": keys, "columns": columns},
@@ -88,7 +95,24 @@ def new_project(name: str, sample: str, label: str, *, positive: str | None = No
             "# sources.main.uri must name each day's file with {ds} (YYYY-MM-DD), e.g. .../ds={ds}/part.parquet.\n")
     if skipped:
         head += f"# Not taken as features (dates or free text): {', '.join(skipped)}\n"
-    return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+    # Sources in block style, one key a line: the uri is what the user checks first, and a long path must not
+    # fold a flow mapping over two lines. Features and models keep one line per column.
+    return head + "".join(yaml.safe_dump({key: value}, sort_keys=False, width=110,
+                                         default_flow_style=None if key in ("features", "models") else False)
+                          for key, value in doc.items())
+
+
+def _file_day(uri: str) -> re.Match[str] | None:
+    """The last real date YYYY-MM-DD in ``uri``: the day of the file (a folder above may hold another date)."""
+    import datetime as dt
+
+    for match in reversed(list(re.finditer(r"\d{4}-\d{2}-\d{2}", uri))):
+        try:
+            dt.date.fromisoformat(match.group(0))
+        except ValueError:
+            continue
+        return match
+    return None
 
 
 def _model_name(label: str) -> str:
