@@ -98,14 +98,21 @@ def run_project(project: Project, start: dt.date, end: dt.date, *, settings: Set
     """Run the loop of ``project`` over ``start..end``; returns the summary (also the ``--summary`` JSON)."""
     from loopline import steps
     from loopline.pipeline import store_for
+    from loopline.project import project_names
+    from loopline.retraining import latest_window_end
     from loopline.tracking import CHAMPION, resolve_alias
 
     cfg = settings or Settings.from_env()
     st = store or store_for(cfg)
     summary = RunSummary(project.project, start.isoformat(), end.isoformat())
     for name in project.models:
-        summary.models[name] = ModelLog(champion=resolve_alias(steps.model_settings(cfg, project, name), CHAMPION))
-    first_day: dt.date | None = None
+        model_cfg = steps.model_settings(cfg, project, name)
+        # A run that continues an earlier one keeps its champion and its cooldown (the registry remembers both).
+        summary.models[name] = ModelLog(champion=resolve_alias(model_cfg, CHAMPION),
+                                        last_window_end=latest_window_end(model_cfg))
+    # The first training window counts from the first day already in the store, not from this run's start.
+    built = [d for d in st.days(project_names(project).features_dataset, project.features.version) if d < start]
+    first_day: dt.date | None = built[0] if built else None
     day = start
     while day <= end:
         t0 = time.perf_counter()

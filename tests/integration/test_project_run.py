@@ -110,3 +110,26 @@ def test_every_partition_of_the_run_verifies(bikes_run: tuple[dict, Path, str]) 
     assert {c.dataset for c in report.partitions} >= {"bikes/features", "bikes/duration/predictions",
                                                       "bikes/late_return/predictions"}
     assert all(c.committed and not c.leftovers for c in report.partitions)
+
+
+def test_a_later_run_continues_the_loop(bikes_run: tuple[dict, Path, str]) -> None:
+    first, root, _ = bikes_run
+    folder = root / "projects" / "bikes"
+    later = [START + dt.timedelta(days=DAYS + i) for i in range(3)]
+    for day in later:
+        day_frame(day, 220).to_csv(folder / "rentals" / f"ds={day}.csv", index=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LOOPLINE_HOME", str(root / "home"))
+    mp.setenv("LOOPLINE_PROJECTS_PATH", str(root / "projects"))
+    summary_path = root / "later.json"
+    try:
+        assert main(["run", "bikes", "--start", later[0].isoformat(), "--end", later[-1].isoformat(),
+                     "--summary", str(summary_path)]) == 0
+    finally:
+        mp.undo()
+    summary = json.loads(summary_path.read_text())
+    for name, model in summary["models"].items():
+        # The champion and the first window carry over: every day is scored, no new "first champion".
+        assert model["days_scored"] == len(later), (name, model)
+        assert all(r["trigger"] != "manual" for r in model["retrains"]), (name, model)
+        assert int(model["champion"]) >= int(first["models"][name]["champion"])
