@@ -92,8 +92,15 @@ def days_for_run(context: Context, upstream: Any) -> list[dt.date]:
     """Days to process: ``params.start_ds``..``params.end_ds`` for a manual run, else the triggering events."""
     params = context.get("params") or {}
     if params.get("start_ds"):
+        from airflow.sdk.exceptions import AirflowFailException
+        from loopline.settings import SettingsError, check_manual_range
+
         start = dt.date.fromisoformat(str(params["start_ds"]))
         end = dt.date.fromisoformat(str(params.get("end_ds") or params["start_ds"]))
+        try:  # a manual run over years of days is a mistake a retry cannot fix
+            check_manual_range(start, end, _settings())
+        except SettingsError as exc:
+            raise AirflowFailException(str(exc)) from exc
         return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     events = (context.get("triggering_asset_events") or {}).get(upstream, [])
     return days_from_events(events)

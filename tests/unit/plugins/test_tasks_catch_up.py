@@ -78,3 +78,27 @@ def test_a_failing_caught_up_day_is_skipped_but_a_failing_own_day_fails_the_run(
     assert skipped == {(D - dt.timedelta(days=2)).isoformat(): "catch-up failed: predictions suite failed"}
     with pytest.raises(ValueError, match="predictions suite failed"):
         run_one_day(boom, D, _days(-2), skipped, "scoring")
+
+
+@pytest.mark.parametrize(("start", "end", "limit", "refused"), [
+    ("2013-01-01", "2013-12-31", None, False),       # 365 days: within the default 366
+    ("2013-01-01", "2014-01-02", None, True),        # 367 days
+    ("2013-01-01", "2013-01-10", "5", True),         # a smaller limit from the environment
+    ("2013-01-10", "2013-01-01", None, True),        # an end before the start
+])
+def test_a_manual_run_over_too_many_days_is_refused_without_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: str, end: str, limit: str | None, refused: bool
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+    from loopline_airflow.tasks import days_for_run
+
+    monkeypatch.setenv("LOOPLINE_HOME", str(tmp_path))
+    if limit:
+        monkeypatch.setenv("LOOPLINE_MAX_MANUAL_DAYS", limit)
+    context: dict[str, Any] = {**make_context(), "params": {"start_ds": start, "end_ds": end}}
+    if refused:
+        with pytest.raises(AirflowFailException, match=r"days|before its start"):
+            days_for_run(context, None)  # type: ignore[arg-type]
+    else:
+        days = days_for_run(context, None)  # type: ignore[arg-type]
+        assert days[0].isoformat() == start and days[-1].isoformat() == end
