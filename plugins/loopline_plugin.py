@@ -1,7 +1,18 @@
-"""Registers Loopline's AirflowPlugin; the code lives in the ``loopline_airflow`` package (see .airflowignore)."""
+"""Registers Loopline's AirflowPlugin from the plugins folder when the installed package does not.
+
+The code lives in the ``loopline_airflow`` package (see .airflowignore). An installed Loopline (``make install``,
+the Docker image, ``pip install loopline``) registers the plugin through its ``airflow.plugins`` entry point;
+exposing the class here as well would make Airflow load it twice and report the second copy as a plugin import
+error ("already registered"). So the class is exposed here only for a checkout whose package is not installed.
+"""
 
 from __future__ import annotations
 
-from loopline_airflow.plugin import LooplinePlugin
+from importlib.metadata import entry_points
 
-__all__ = ["LooplinePlugin"]
+PLUGIN_ENTRY_POINT = "loopline_airflow.plugin:LooplinePlugin"
+
+if not any(ep.value == PLUGIN_ENTRY_POINT for ep in entry_points(group="airflow.plugins")):
+    from loopline_airflow.plugin import LooplinePlugin
+
+    __all__ = ["LooplinePlugin"]

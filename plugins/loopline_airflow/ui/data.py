@@ -1,0 +1,346 @@
+"""What the Loopline page shows, gathered through the core functions the DAGs use.
+
+Per project and model: the registered model's champion (``Registry.champion``, the promotion history
+``promotion.history`` and each promotion's recorded decision ``promotion.recorded_decision`` with both models'
+metrics), the rejected candidates (their recorded decisions), and the newest drift reports of the model
+(``reports.report_days`` / ``reports.read_drift_report``) summarised per day with each feature's PSI.
+
+Nothing here raises for missing or broken data: a project file with an error, a model never registered, no
+champion, no report, a corrupt report, an unreachable MLflow server or store each become a sentence in the
+result, in the place where the data would have been.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopline.project.loader import Found
+    from loopline.project.spec import Project
+    from loopline.promotion import Registry
+    from loopline.store import PartitionStore
+
+log = logging.getLogger(__name__)
+
+MAX_REPORT_DAYS = 60
+"""Days of drift reports per model on the page (the newest)."""
+MAX_DECISIONS = 50
+"""Newest champion changes and rejections per model whose recorded decision is read."""
+DEFAULT_PSI_BANDS = (0.1, 0.2)
+REACHABLE_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass
+class Sources:
+    """Where the page reads from; the defaults are the DAGs' own (tests pass their own).
+
+    ``projects`` lists the project files (``loopline.project.loader.discover``); ``store`` opens the partition
+    store (``loopline_airflow.hooks.store.partition_store``); ``registry`` opens one registered model
+    (``MLflowHook().registry``, with one attempt per call: a page does not wait out retries); ``tracking_uri``
+    names the MLflow server, checked once per page so that an unreachable server costs seconds, not MLflow's
+    retries times every model.
+    """
+
+    projects: Callable[[], list[Found]] = field(default_factory=lambda: _default_projects)
+    store: Callable[[], PartitionStore] = field(default_factory=lambda: _default_store)
+    registry: Callable[[str], Registry] = field(default_factory=lambda: _default_registry)
+    tracking_uri: Callable[[], str] = field(default_factory=lambda: _default_tracking_uri)
+
+
+def _default_projects() -> list[Found]:
+    from loopline.project.loader import discover
+
+    return discover()
+
+
+def _default_store() -> PartitionStore:
+    from loopline_airflow.hooks.store import partition_store
+
+    return partition_store(check=False)
+
+
+def _hook() -> Any:
+    from loopline_airflow.hooks.mlflow import MLflowHook
+
+    return MLflowHook(retry_attempts=1)
+
+
+def _default_registry(name: str) -> Registry:
+    registry: Registry = _hook().registry(name)
+    return registry
+
+
+def _default_tracking_uri() -> str:
+    return str(_hook().get_tracking_uri())
+
+
+# -- small helpers ----------------------------------------------------------------------------------------------
+def finite(value: Any) -> float | None:
+    """A JSON-safe number: None for anything that is not a finite float."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _metrics(values: Any) -> dict[str, float | None]:
+    return {str(k): finite(v) for k, v in values.items()} if isinstance(values, Mapping) else {}
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mlflow_unreachable(uri: str, timeout: float = REACHABLE_TIMEOUT_SECONDS) -> str | None:
+    """None when the tracking server at ``uri`` answers (any HTTP status), else why not. A local
+    (``sqlite:``, ``file:``) URI needs no server."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered (perhaps 401 behind basic auth): reachable
+    except (OSError, ValueError) as exc:
+        from loopline.redact import mask_url
+
+        return f"MLflow at {mask_url(uri)} did not answer ({_short(exc, 160)})"
+
+
+class TTLCache:
+    """A small thread-safe LRU whose entries expire: drift reports are written once per day and model and are
+    rewritten only by a rerun, so a page may show a summary up to ``ttl`` seconds old."""
+
+    def __init__(self, maxsize: int = 2048, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.maxsize, self.ttl, self._clock = maxsize, ttl, clock
+        self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_set(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = self._clock()
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None and hit[0] > now:
+                self._data.move_to_end(key)
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._data[key] = (now + self.ttl, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+REPORT_CACHE = TTLCache()
+
+
+# -- drift ------------------------------------------------------------------------------------------------------
+def report_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """One day's drift report as the page needs it: the verdict, the reasons and each feature's PSI."""
+    decision = report.get("decision") or {}
+    config = report.get("config") or {}
+    bands = config.get("psi_bands") if isinstance(config, Mapping) else None
+    if not (isinstance(bands, list | tuple) and len(bands) == 2 and all(finite(b) is not None for b in bands)):
+        bands = DEFAULT_PSI_BANDS
+    features = report.get("features") or {}
+    psi = {str(name): finite(f.get("psi")) for name, f in features.items() if isinstance(f, Mapping)}
+    return {
+        "ds": str(report.get("ds")),
+        "model_version": report.get("model_version"),
+        "created_at": report.get("created_at"),
+        "drifted": bool(decision.get("drifted")),
+        "reasons": [str(r) for r in list(decision.get("reasons") or [])[:5]],
+        "psi_bands": [float(bands[0]), float(bands[1])],
+        "psi": psi,
+        "skipped": sorted(str(k) for k in (report.get("skipped") or {})),
+        "error": None,
+    }
+
+
+def drift_days(store: PartitionStore, fsv: str, dataset: str, limit: int = MAX_REPORT_DAYS) -> dict[str, Any]:
+    """The newest ``limit`` days of drift reports of one model, oldest first, each summarised or with its error."""
+    from loopline.reports import ReportError, read_drift_report, report_days
+
+    days = report_days(store, fsv, dataset=dataset)
+    out: list[dict[str, Any]] = []
+    for day in days[-limit:]:
+        key = (store.root, dataset, fsv, day.isoformat())
+
+        def read(day: dt.date = day) -> dict[str, Any] | None:
+            report = read_drift_report(store, fsv, day, dataset=dataset)
+            return None if report is None else report_summary(report)
+
+        try:
+            summary = REPORT_CACHE.get_or_set(key, read)
+        except (ReportError, UnicodeDecodeError) as exc:
+            out.append({"ds": day.isoformat(), "error": f"corrupt report: {_short(exc)}"})
+            continue
+        except OSError as exc:
+            out.append({"ds": day.isoformat(), "error": f"cannot read report: {_short(exc)}"})
+            continue
+        if summary is None:  # a folder without report.json: a write in progress or a removed report
+            out.append({"ds": day.isoformat(), "error": "no report.json in this day's folder"})
+            continue
+        out.append(summary)
+    features: dict[str, float] = {}
+    for day_summary in out:
+        for name, value in (day_summary.get("psi") or {}).items():
+            features[name] = max(features.get(name, -1.0), value if value is not None else -1.0)
+    return {
+        "days": out,
+        "total_days": len(days),
+        "features": sorted(features, key=lambda n: (-features[n], n)),  # most drifted first
+        "message": None if days else "no drift report yet (the drift DAG writes one per scored day)",
+    }
+
+
+# -- registry ---------------------------------------------------------------------------------------------------
+def _decision(registry: Registry, version: str) -> dict[str, Any] | None:
+    from loopline.promotion import recorded_decision
+
+    return recorded_decision(registry, version)
+
+
+def registry_view(registry: Registry) -> dict[str, Any]:
+    """Champion, champion changes (newest first) and rejected candidates of one registered model."""
+    from loopline.promotion import TAG_DECISION, TAG_DECISION_JSON, history, logged_metrics
+
+    champion = registry.champion()
+    changes = list(reversed(history(registry)))
+    timeline = []
+    for entry in changes[:MAX_DECISIONS]:
+        keys = ("action", "version", "previous", "reason", "metric", "dag_id", "dag_run_id")
+        row: dict[str, Any] = {k: entry.get(k) for k in keys}
+        row["candidate"], row["champion"] = finite(entry.get("candidate")), finite(entry.get("champion"))
+        row["window"] = entry.get("window") if isinstance(entry.get("window"), dict) else {}
+        row["candidate_metrics"], row["champion_metrics"] = {}, {}
+        if entry.get("action") == "promote" and entry.get("version"):
+            record = _decision(registry, str(entry["version"])) or {}
+            row["candidate_metrics"] = _metrics(record.get("candidate_metrics"))
+            row["champion_metrics"] = _metrics(record.get("champion_metrics"))
+            row["metrics_truncated"] = bool(record.get("metrics_truncated"))
+        timeline.append(row)
+    rejections = []
+    versions = registry.call(f"list versions of {registry.name!r}", registry.client.search_model_versions,
+                             f"name='{registry.name}'")
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        tags = mv.tags or {}
+        if tags.get(TAG_DECISION) != "reject":
+            continue
+        try:
+            record = json.loads(tags.get(TAG_DECISION_JSON) or "{}")
+        except json.JSONDecodeError:
+            record = {}
+        record = record if isinstance(record, dict) else {}
+        rejections.append({
+            "version": str(mv.version), "reason": record.get("reason") or tags.get("loopline.decision_reason"),
+            "metric": record.get("metric"), "champion_version": record.get("champion_version"),
+            "candidate_metrics": _metrics(record.get("candidate_metrics")),
+            "champion_metrics": _metrics(record.get("champion_metrics")),
+            "registered_at": _ms(mv.creation_timestamp),
+        })
+        if len(rejections) >= MAX_DECISIONS:
+            break
+    view: dict[str, Any] = {"champion": None, "timeline": timeline, "rejections": rejections, "message": None}
+    if champion is None:
+        view["message"] = "no champion yet: no candidate has passed the promotion gate"
+        return view
+    mv = registry.version(champion)
+    since = next((e for e in changes if e.get("version") == champion), None)
+    view["champion"] = {
+        "version": champion,
+        "registered_at": _ms(mv.creation_timestamp),
+        "metrics": _metrics(logged_metrics(mv)),
+        "since": None if since is None else {
+            "action": since.get("action"), "window_end": (since.get("window") or {}).get("window_end"),
+            "dag_id": since.get("dag_id"), "dag_run_id": since.get("dag_run_id"),
+        },
+    }
+    return view
+
+
+def _ms(value: Any) -> str | None:
+    number = finite(value)
+    return None if number is None else dt.datetime.fromtimestamp(number / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+# -- the whole page ---------------------------------------------------------------------------------------------
+def model_view(project: Project, model: str, store: PartitionStore | None, store_error: str | None,
+               sources: Sources, mlflow_error: str | None) -> dict[str, Any]:
+    from loopline.project.names import STEPS, model_names
+    from loopline.promotion import UnknownModelError
+
+    names = model_names(project, model)
+    out: dict[str, Any] = {
+        "project": project.project, "model": model, "registered_model": names.registered_model,
+        "dags": {step: names.dag(step) for step in STEPS},
+    }
+    if mlflow_error:
+        out["registry"] = {"champion": None, "timeline": [], "rejections": [], "message": mlflow_error}
+    else:
+        try:
+            out["registry"] = registry_view(sources.registry(names.registered_model))
+        except UnknownModelError:
+            out["registry"] = {"champion": None, "timeline": [], "rejections": [], "message": (
+                f"registered model {names.registered_model!r} does not exist yet: no training run has registered "
+                "it (run the retrain DAG)")}
+        except Exception as exc:  # the page says what failed instead of failing
+            log.warning("Loopline page: registry of %s unreadable: %s", names.registered_model, exc)
+            out["registry"] = {"champion": None, "timeline": [], "rejections": [],
+                               "message": f"MLflow registry unreadable: {_short(exc)}"}
+    if store is None:
+        out["drift"] = {"days": [], "total_days": 0, "features": [], "message": store_error}
+    else:
+        try:
+            out["drift"] = drift_days(store, str(project.features.version), names.drift_dataset)
+        except Exception as exc:
+            log.warning("Loopline page: drift reports of %s unreadable: %s", names.drift_dataset, exc)
+            out["drift"] = {"days": [], "total_days": 0, "features": [],
+                            "message": f"drift reports unreadable: {_short(exc)}"}
+    return out
+
+
+def overview(sources: Sources) -> dict[str, Any]:
+    """Every project and model on the search path, as the page and ``/api/models`` show them."""
+    try:
+        found = sources.projects()
+    except Exception as exc:
+        return {"projects": [], "message": f"projects could not be listed: {_short(exc)}"}
+    store: PartitionStore | None = None
+    store_error = None
+    try:
+        store = sources.store()
+    except Exception as exc:
+        store_error = f"store unreadable: {_short(exc)}"
+    try:
+        mlflow_error = mlflow_unreachable(sources.tracking_uri())
+    except Exception as exc:
+        mlflow_error = f"MLflow connection unusable: {_short(exc)}"
+    projects: list[dict[str, Any]] = []
+    for f in found:
+        if f.project is None:
+            projects.append({"project": f.path.parent.name, "path": str(f.path), "models": [],
+                             "error": str(f.error)})
+            continue
+        models = [model_view(f.project, m, store, store_error, sources, mlflow_error) for m in f.project.models]
+        projects.append({"project": f.project.project, "path": str(f.path), "models": models, "error": None})
+    return {"projects": projects,
+            "message": None if projects else "no project found (include/projects/ and LOOPLINE_PROJECTS_PATH)"}
