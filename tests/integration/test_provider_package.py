@@ -48,10 +48,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def _site_view(installed: Path) -> str:
+    """The environment's site-packages without the project's own (editable) distribution: links to every other
+    entry, so the only ``loopline`` Airflow finds, with its entry points, is the wheel's."""
+    view = installed.parent / f"{installed.name}-site"
+    if not view.exists():
+        view.mkdir()
+        for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+            if not entry.name.startswith(("loopline-", "_editable_impl_loopline", "loopline.")):
+                (view / entry.name).symlink_to(entry)
+    return str(view)
+
+
 def _run(installed: Path, tmp_path: Path, *args: str, plugins_folder: Path | None = None) -> str:
     home = tmp_path / "airflow"
     (home / "plugins").mkdir(parents=True, exist_ok=True)
-    site = sysconfig.get_paths()["purelib"]
+    site = _site_view(installed)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
