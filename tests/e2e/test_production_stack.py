@@ -141,7 +141,9 @@ def _assert_written_exactly_once(prod: Prod, start: dt.date, end: dt.date, tmp: 
         assert manifest.rows == expected.rows, day
         assert manifest.extra["run_id"] == run_of_day[day.isoformat()], day  # written by that day's own run
         files = prod.store.fs.ls(prod.store._path(FEATURES_DATASET, "1", day))
-        assert sorted(Path(f).name for f in files) == ["_manifest.json", "part-00000.parquet"], day
+        # The manifest and the one data file it lists: no leftover of an interrupted or repeated write.
+        assert len(manifest.files) == 1, day
+        assert sorted(Path(f).name for f in files) == sorted(["_manifest.json", *manifest.files]), day
 
 
 def test_every_call_without_a_valid_token_is_refused(prod: Prod) -> None:
