@@ -59,7 +59,7 @@ def check_partitions(store: PartitionStore, client: AirflowClient) -> dict[str, 
             problems.append(f"{day}: written by {manifest.extra.get('run_id')}, not by its backfill run")
         tries[int(manifest.extra.get("try_number") or 0)] = tries.get(int(manifest.extra.get("try_number") or 0), 0) + 1
         names = sorted(Path(p).name for p in store.fs.ls(store._path(FEATURES_DATASET, "1", day)))
-        if names != ["_manifest.json", "part-00000.parquet"]:
+        if names != sorted(["_manifest.json", *manifest.files]) or len(manifest.files) != 1:
             problems.append(f"{day}: files {names}")
     leftovers = [p for p in store.fs.ls(store._path(FEATURES_DATASET, "1")) if "_tmp-" in Path(p).name]
     if leftovers:
