@@ -302,8 +302,11 @@ def features_suite(project: Project) -> dict[str, Any]:
 
 def features_day(project: Project, store: PartitionStore, day: str | dt.date, *, validate: bool = True,
                  tables: Mapping[str, pd.DataFrame] | None = None,
-                 storage_options: Mapping[str, Any] | None = None) -> DayResult:
+                 storage_options: Mapping[str, Any] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> DayResult:
     """Build, validate and write one day's features partition (``<P>/features/v=<version>/ds=<day>``).
+
+    ``extra`` goes into the partition's manifest (the Airflow task records its DAG run and try there).
 
     A day without rows writes nothing (``status="empty"``). A day that fails validation writes only its GX
     report (beside the partition) and raises :class:`FeatureValidationError`; its previous partition, other days
@@ -318,7 +321,7 @@ def features_day(project: Project, store: PartitionStore, day: str | dt.date, *,
         return DayResult(d.isoformat(), dataset, "empty", uri, 0, reason=f"no rows on {d}")
     if validate:
         validate_features(project, store, frame, d)
-    manifest = store.write(dataset, version, d, frame)
+    manifest = store.write(dataset, version, d, frame, extra=dict(extra) if extra else None)
     return DayResult(d.isoformat(), dataset, "written", uri, manifest.rows, manifest.content_hash)
 
 

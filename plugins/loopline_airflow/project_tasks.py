@@ -58,6 +58,13 @@ def _fail(exc: Exception) -> Exception:
     return AirflowFailException(str(exc))
 
 
+def _run_extra(context: Context) -> dict[str, Any]:
+    """What a partition's manifest records of the task that wrote it."""
+    ti = context.get("ti")
+    return {"dag_id": getattr(ti, "dag_id", None), "run_id": getattr(ti, "run_id", None),
+            "try_number": getattr(ti, "try_number", None)}
+
+
 # -- P.features ---------------------------------------------------------------------------------------------
 def build_features(project_name: str, context: Context) -> dict[str, Any]:
     """Build, validate and write the run's day (``params.ds`` or its data interval); skip a day without rows."""
@@ -70,14 +77,15 @@ def build_features(project_name: str, context: Context) -> dict[str, Any]:
     store = _store(settings)
     day = run_day(context)
     try:
-        result = steps.features_day(p, store, day)
+        result = steps.features_day(p, store, day, extra=_run_extra(context))
     except steps.ProjectDataError as exc:
         raise _fail(exc) from exc
     if result.status == "empty":
         raise AirflowSkipException(f"project {p.project!r}: no rows on {day}; nothing to build (skipped, not failed)")
     out = result.as_dict()
     _asset(context, project_names(p).features_asset).extra = {
-        "ds": out["ds"], "uri": out["uri"], "rows": out["rows"], "feature_set_version": p.features.version}
+        "ds": out["ds"], "uri": out["uri"], "rows": out["rows"], "content_hash": out["content_hash"],
+        "feature_set_version": p.features.version}
     log.info("%s features of %s: %d rows written to %s", p.project, day, out["rows"], out["uri"])
     return out
 
