@@ -70,3 +70,8 @@ def flights(ds: dt.date) -> pd.DataFrame:
 def weather(ds: dt.date) -> pd.DataFrame:
     """Hourly weather observed on local day ``ds``."""
     return _day(tables()[1], ds)
+
+
+def warm() -> None:
+    """Parse both tables now (Loopline's preload calls it once in the process that forks task processes)."""
+    tables()
