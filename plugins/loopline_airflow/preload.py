@@ -49,6 +49,7 @@ def _warm_project_sources() -> None:
     from loopline.project.loader import resolve
 
     log = logging.getLogger(__name__)
+    warmed: set[str] = set()
     for found in discover():
         p = found.project
         if p is None:
@@ -56,12 +57,12 @@ def _warm_project_sources() -> None:
         for name, source in p.sources.items():
             if source.kind != "python":
                 continue
-            module = sys.modules.get(resolve(p, f"sources.{name}.function").__module__)
-            warm = getattr(module, "warm", None)
-            if callable(warm) and not getattr(warm, "_loopline_warmed", False):
+            module_name = resolve(p, f"sources.{name}.function").__module__
+            warm = getattr(sys.modules.get(module_name), "warm", None)
+            if callable(warm) and module_name not in warmed:
                 warm()
-                warm._loopline_warmed = True  # type: ignore[attr-defined]
-                log.info("loopline preload: warmed %s (source %r of project %r)", module.__name__, name, p.project)
+                warmed.add(module_name)
+                log.info("loopline preload: warmed %s (source %r of project %r)", module_name, name, p.project)
 
 
 WARMERS = (_warm_validation, _warm_project_sources)
