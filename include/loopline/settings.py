@@ -120,8 +120,8 @@ class Settings:
         validation_days: Trailing days of the window held out for evaluation (time-based split).
         score_batch_rows: Rows per record batch when scoring a partition.
         drift_window_days: Trailing days the daily drift check compares with the training reference. A single
-            day cannot look like weeks of training data when features are constant within a day (its weather,
-            its weekday), so the check for day d covers d - window + 1 .. d.
+            day cannot look like weeks of training data when features are constant within a day (a day's
+            conditions, its weekday), so the check for day d covers d - window + 1 .. d.
         drift_share: Share of drifted features that makes the data drifted (``LOOPLINE_DRIFT_SHARE``).
         retrain_cooldown_days: A drift retrain is skipped when its window ends within this many days of the
             newest registered version's window.
