@@ -2,12 +2,13 @@
 
 Each topology is started fresh (``loopline.stack``: the Celery one is ``make stack``'s — PostgreSQL metadata DB,
 CeleryExecutor on Redis, two workers of two slots; the embedded one is ``make demo``'s — SQLite, LocalExecutor),
-backfills ``loopline_feature_backfill`` over 2013 through ``POST /api/v2/backfills`` (the other DAGs stay paused,
-so only the backfill runs), and is checked partition by partition: every day whose run succeeded has exactly one
-committed partition, written by that day's backfill run (the manifest records the run and the try), no
-temporary leftovers, and no partition for a day whose run failed. Printed side by side: wall time from the
-backfill's creation to its completion, task slots, tasks per minute, retried tasks. The Celery stack gets PostgreSQL
-databases and a Redis database of its own (``claim_redis_db``), dropped and flushed at the end.
+backfills ``flights.features`` (the flights project's generated features DAG) over 2013 through ``POST
+/api/v2/backfills`` (the other DAGs stay paused, so only the backfill runs), and is checked partition by partition:
+every day whose run succeeded has exactly one committed partition, written by that day's backfill run (the manifest
+records the run and the try), no temporary leftovers, and no partition for a day whose run failed. Printed side by
+side: wall time from the backfill's creation to its completion, task slots, tasks per minute, retried tasks. The
+Celery stack gets PostgreSQL databases and a Redis database of its own (``claim_redis_db``), dropped and flushed at
+the end.
 
     .venv/bin/python benchmarks/backfill.py                        # both topologies, the whole of 2013
     .venv/bin/python benchmarks/backfill.py --end 2013-01-31 --only celery
@@ -25,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.airflow_client import AirflowClient
-from loopline.demo import wait_for_dags
-from loopline.features import FEATURES_DATASET
+from loopline.demo import Loop, wait_for_dags
 from loopline.settings import Settings
 from loopline.stack import (
     Stack,
@@ -39,13 +39,15 @@ from loopline.stack import (
 from loopline.store import PartitionStore
 
 REPO = Path(__file__).resolve().parents[1]
-DAG = "loopline_feature_backfill"
+LOOP = Loop.of("flights", ())  # the features DAG only: the models' DAGs stay paused
+DAG = LOOP.features_dag
+FEATURES_DATASET, FSV = LOOP.features_dataset, LOOP.fsv
 
 
 def check_partitions(store: PartitionStore, client: AirflowClient) -> dict[str, Any]:
     runs = client.dag_runs(DAG, run_type=["backfill"])
     by_day = {r["data_interval_start"][:10]: r for r in runs}  # the day a run builds is its interval's start
-    written = {d.isoformat() for d in store.days(FEATURES_DATASET, "1")}
+    written = {d.isoformat() for d in store.days(FEATURES_DATASET, FSV)}
     succeeded = {d for d, r in by_day.items() if r["state"] == "success"}
     failed = sorted(d for d, r in by_day.items() if r["state"] == "failed")
     problems = []
@@ -54,14 +56,14 @@ def check_partitions(store: PartitionStore, client: AirflowClient) -> dict[str, 
                         f"missing {sorted(succeeded - written)[:5]}, unexpected {sorted(written - succeeded)[:5]}")
     tries: dict[int, int] = {}
     for day in sorted(written):
-        manifest = store.manifest(FEATURES_DATASET, "1", day)
+        manifest = store.manifest(FEATURES_DATASET, FSV, day)
         if manifest.extra.get("run_id") != by_day[day]["dag_run_id"]:
             problems.append(f"{day}: written by {manifest.extra.get('run_id')}, not by its backfill run")
         tries[int(manifest.extra.get("try_number") or 0)] = tries.get(int(manifest.extra.get("try_number") or 0), 0) + 1
-        names = sorted(Path(p).name for p in store.fs.ls(store._path(FEATURES_DATASET, "1", day)))
+        names = sorted(Path(p).name for p in store.fs.ls(store._path(FEATURES_DATASET, FSV, day)))
         if names != sorted(["_manifest.json", *manifest.files]) or len(manifest.files) != 1:
             problems.append(f"{day}: files {names}")
-    leftovers = [p for p in store.fs.ls(store._path(FEATURES_DATASET, "1")) if "_tmp-" in Path(p).name]
+    leftovers = [p for p in store.fs.ls(store._path(FEATURES_DATASET, FSV)) if "_tmp-" in Path(p).name]
     if leftovers:
         problems.append(f"temporary leftovers: {leftovers[:3]}")
     return {"written": len(written), "failed_days": failed, "manifest_tries": tries, "problems": problems}
@@ -85,7 +87,7 @@ def run(kind: str, start: dt.date, end: dt.date) -> dict[str, Any]:
         stack.supervise()
         started = time.monotonic() - t0
         client = AirflowClient(config.api_url, "admin", stack.admin_password())
-        wait_for_dags(client)
+        wait_for_dags(client, LOOP)
         client.set_paused(DAG, False)
         t = time.monotonic()
         bf = stack.create_backfill(client, DAG, start.isoformat(), end.isoformat(),

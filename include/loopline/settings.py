@@ -49,8 +49,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "LOOPLINE_MAX_PERFORMANCE_DROP": "loopline.drift.config.DriftConfig.from_env",
     "LOOPLINE_DRIFT_SMOOTHING": "loopline.drift.config.DriftConfig.from_env",
     # Read by the Airflow layer and the tools, outside this object.
-    "LOOPLINE_RAW_SOURCE": "loopline_airflow.tasks (the flights raw source), loopline_airflow.preload",
-    "LOOPLINE_DRIFT_POLL_SECONDS": "dags/loopline_retrain.py (the drift sensor's poke interval)",
+    "LOOPLINE_DRIFT_POLL_SECONDS": "loopline_airflow.factory (the drift watcher's poll interval)",
     "LOOPLINE_ALERT_WEBHOOK": "loopline_airflow.dag_defaults (failure alerts)",
     "LOOPLINE_PROJECTS_PATH": "loopline.project.loader (extra project folders)",
     "LOOPLINE_PRELOAD": "loopline.stack (the generated airflow_local_settings.py)",
@@ -121,8 +120,8 @@ class Settings:
         validation_days: Trailing days of the window held out for evaluation (time-based split).
         score_batch_rows: Rows per record batch when scoring a partition.
         drift_window_days: Trailing days the daily drift check compares with the training reference. A single
-            day cannot look like weeks of training data when features are constant within a day (its weather,
-            its weekday), so the check for day d covers d - window + 1 .. d.
+            day cannot look like weeks of training data when features are constant within a day (a day's
+            conditions, its weekday), so the check for day d covers d - window + 1 .. d.
         drift_share: Share of drifted features that makes the data drifted (``LOOPLINE_DRIFT_SHARE``).
         retrain_cooldown_days: A drift retrain is skipped when its window ends within this many days of the
             newest registered version's window.
@@ -132,14 +131,6 @@ class Settings:
             (``LOOPLINE_CATCH_UP_DAYS``; 0 turns it off).
         max_manual_days: Longest range, in days, a manual scoring or drift run may cover
             (``LOOPLINE_MAX_MANUAL_DAYS``, default 366); see :func:`check_manual_range`.
-        bigquery_flights_table / bigquery_weather_table: Fully qualified tables (``project.dataset.table``)
-            the BigQuery raw source reads (``LOOPLINE_RAW_SOURCE=bigquery``).
-        bigquery_project: Project that runs (and pays for) the query jobs; default: the connection's project.
-        bigquery_location: Location of the query jobs (``US``, ``EU``, ``europe-west1``…); default: the
-            connection's.
-        bigquery_conn_id: Airflow connection of the BigQuery source (``google_cloud_default``).
-        bigquery_day_column: A ``DATE`` column of both tables holding the row's day (their partitioning
-            column), so queries prune partitions; default: ``DATE(year, month, day)``.
 
     Raises:
         SettingsError: A value out of its domain (see the module docstring); the message names the variable.
@@ -152,7 +143,7 @@ class Settings:
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
     experiment_name: str = "loopline"
-    model_name: str = "loopline_flight_delay"
+    model_name: str = "loopline_model"
     feature_set_version: str = "1"
     seed: int = 42
     train_window_days: int = 60
@@ -163,12 +154,6 @@ class Settings:
     retrain_cooldown_days: int = 14
     catch_up_days: int = 7
     max_manual_days: int = 366
-    bigquery_flights_table: str = ""
-    bigquery_weather_table: str = ""
-    bigquery_project: str = ""
-    bigquery_location: str = ""
-    bigquery_conn_id: str = "google_cloud_default"
-    bigquery_day_column: str = ""
 
     def __post_init__(self) -> None:
         home = Path(self.home).resolve()

@@ -907,7 +907,7 @@ def release_redis_db(url: str) -> None:
 
 # -- command line: make stack / make stack-down ------------------------------------------------------------
 def _production_config(args: argparse.Namespace) -> StackConfig:
-    # LOOPLINE_* variables that are not settings (LOOPLINE_DRIFT_POLL_SECONDS, LOOPLINE_RAW_SOURCE,
+    # LOOPLINE_* variables that are not settings (LOOPLINE_DRIFT_POLL_SECONDS, LOOPLINE_PROJECTS_PATH,
     # LOOPLINE_ALERT_WEBHOOK, ...) reach every process; the settings themselves come from Settings.from_env.
     fields = {f"LOOPLINE_{f.name.upper()}" for f in dataclasses.fields(Settings)}
     extra = {k: v for k, v in os.environ.items()

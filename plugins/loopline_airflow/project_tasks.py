@@ -8,13 +8,12 @@ model) fails at once, and the return value is small JSON for XCom. Heavy modules
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
-
-from loopline_airflow.tasks import days_for_run, missed_for_run, run_day, run_one_day
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -58,6 +57,96 @@ def _fail(exc: Exception) -> Exception:
     return AirflowFailException(str(exc))
 
 
+# -- which days a run works on, and how a caught-up day may fail ---------------------------------------------
+def run_day(context: Context) -> dt.date:
+    """The day a run works on: ``params.ds`` when given, else the start of its data interval."""
+    ds = (context.get("params") or {}).get("ds")
+    if ds:
+        return dt.date.fromisoformat(str(ds))
+    start = context.get("data_interval_start")
+    if start is None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("this run has no data interval; trigger it with params {'ds': 'YYYY-MM-DD'}")
+    return dt.date(start.year, start.month, start.day)
+
+
+def days_from_events(events: Iterable[Any]) -> list[dt.date]:
+    """Days named in asset events' extras (``ds`` or ``days``), sorted and unique."""
+    out: set[dt.date] = set()
+    for event in events:
+        extra = getattr(event, "extra", None) or {}
+        if extra.get("ds"):
+            out.add(dt.date.fromisoformat(str(extra["ds"])))
+        for d in extra.get("days") or []:
+            out.add(dt.date.fromisoformat(str(d)))
+    return sorted(out)
+
+
+def days_for_run(context: Context, upstream: Any) -> list[dt.date]:
+    """Days to process: ``params.start_ds``..``params.end_ds`` for a manual run, else the triggering events."""
+    params = context.get("params") or {}
+    if params.get("start_ds"):
+        from airflow.sdk.exceptions import AirflowFailException
+        from loopline.settings import SettingsError, check_manual_range
+
+        start = dt.date.fromisoformat(str(params["start_ds"]))
+        end = dt.date.fromisoformat(str(params.get("end_ds") or params["start_ds"]))
+        try:  # a manual run over years of days is a mistake a retry cannot fix
+            check_manual_range(start, end, _settings())
+        except SettingsError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    events = (context.get("triggering_asset_events") or {}).get(upstream, [])
+    return days_from_events(events)
+
+
+def missed_for_run(context: Context, days: list[dt.date], settings: Settings,
+                   have: Callable[[], Iterable[dt.date]], done: Callable[[], Iterable[dt.date]]) -> list[dt.date]:
+    """Days an asset-triggered run catches up on: input but no output within ``catch_up_days`` before its
+    newest day (``loopline.store.missed_days``); none for a manual run, which names its days."""
+    if (context.get("params") or {}).get("start_ds") or not days or settings.catch_up_days == 0:
+        return []
+    from loopline.store import missed_days
+
+    missed = [d for d in missed_days(have(), done(), max(days), settings.catch_up_days) if d not in days]
+    if missed:
+        log.warning("catching up on %d day(s) no event brought to this DAG: %s", len(missed),
+                    [d.isoformat() for d in missed])
+    return missed
+
+
+def run_one_day(step: Callable[[], Any], day: dt.date, missed: list[dt.date], skipped: dict[str, str],
+                what: str) -> Any:
+    """``step()`` for one day. A failure of one of the run's own days fails the run; a failure of a caught-up
+    day (in ``missed``) is recorded in ``skipped`` and logged, and None is returned: it never fails the days
+    the run was started for."""
+    try:
+        return step()
+    except Exception as exc:
+        if day not in missed:
+            raise
+        skipped[day.isoformat()] = f"catch-up failed: {exc}"
+        log.warning("%s %s (catch-up) failed: %s", what, day, exc)
+        return None
+
+
+def _readers(p: Project) -> dict[str, Any]:
+    """Readers of the source kinds that need an Airflow connection (``bigquery``), when the project has one."""
+    if not any(source.kind == "bigquery" for source in p.sources.values()):
+        return {}
+    from loopline_airflow.sources import BigQueryReader
+
+    return {"bigquery": BigQueryReader()}
+
+
+def _run_extra(context: Context) -> dict[str, Any]:
+    """What a partition's manifest records of the task that wrote it."""
+    ti = context.get("ti")
+    return {"dag_id": getattr(ti, "dag_id", None), "run_id": getattr(ti, "run_id", None),
+            "try_number": getattr(ti, "try_number", None)}
+
+
 # -- P.features ---------------------------------------------------------------------------------------------
 def build_features(project_name: str, context: Context) -> dict[str, Any]:
     """Build, validate and write the run's day (``params.ds`` or its data interval); skip a day without rows."""
@@ -65,19 +154,22 @@ def build_features(project_name: str, context: Context) -> dict[str, Any]:
     from loopline import steps
     from loopline.project import project_names
 
+    from loopline_airflow.sources import BigQuerySourceError
+
     p = project(project_name)
     settings = _settings()
     store = _store(settings)
     day = run_day(context)
     try:
-        result = steps.features_day(p, store, day)
-    except steps.ProjectDataError as exc:
+        result = steps.features_day(p, store, day, extra=_run_extra(context), readers=_readers(p))
+    except (steps.ProjectDataError, BigQuerySourceError) as exc:  # a retry reads the same data, or the same file
         raise _fail(exc) from exc
     if result.status == "empty":
         raise AirflowSkipException(f"project {p.project!r}: no rows on {day}; nothing to build (skipped, not failed)")
     out = result.as_dict()
     _asset(context, project_names(p).features_asset).extra = {
-        "ds": out["ds"], "uri": out["uri"], "rows": out["rows"], "feature_set_version": p.features.version}
+        "ds": out["ds"], "uri": out["uri"], "rows": out["rows"], "content_hash": out["content_hash"],
+        "feature_set_version": p.features.version}
     log.info("%s features of %s: %d rows written to %s", p.project, day, out["rows"], out["uri"])
     return out
 

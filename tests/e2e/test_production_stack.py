@@ -1,7 +1,8 @@
 """The production topology end to end: ``make stack`` (PostgreSQL, CeleryExecutor on Redis with two workers,
 api-server, scheduler, dag-processor, triggerer, MLflow on PostgreSQL), driven over the REST API v2 only,
 with the faults a production deployment meets: a Celery worker killed mid-backfill, the scheduler crashed
-and restarted mid-backfill, the MLflow server stopped during a retrain. ``make stack-down`` after.
+and restarted mid-backfill, the MLflow server stopped during a retrain. ``make stack-down`` after. The DAGs are
+the flights project's generated ones: ``flights.features`` and the ``flights.disruption.*`` DAGs.
 
 The stack gets its own PostgreSQL databases and Redis database (dropped and flushed at the end), so it never
 touches a developer's ``make stack``.
@@ -28,14 +29,11 @@ from typing import Any
 
 import psutil
 import pytest
+from loopline import steps
 from loopline.airflow_client import AirflowClient
-from loopline.demo import DAGS, wait_for_dags
-from loopline.features import FEATURES_DATASET
-from loopline.pipeline import build_features_day
+from loopline.demo import Loop, unpause, wait_for_dags
 from loopline.reports import list_drift_reports
-from loopline.scoring import PREDICTIONS_DATASET
 from loopline.settings import Settings
-from loopline.sources import NycFlights13Source
 from loopline.stack import (
     CELERY_TASK_QUEUED_CHECK_INTERVAL,
     CELERY_TASK_QUEUED_TIMEOUT,
@@ -56,6 +54,9 @@ FIRST = dt.date(2013, 1, 1)
 KILL_END = dt.date(2013, 1, 16)  # backfill 1: a worker is killed while it runs a task
 RESTART_END = dt.date(2013, 1, 31)  # backfill 2: the scheduler crashes and comes back
 VALIDATION_DAYS = 7
+LOOP = Loop.of("flights", ("disruption",))
+MODEL = LOOP.model("disruption")
+FEATURES, RETRAIN, SCORE, DRIFT = LOOP.features_dag, MODEL.dag("retrain"), MODEL.dag("score"), MODEL.dag("drift")
 # From the SIGKILL of a worker to the end of the backfill it was part of. The worker is killed holding one task
 # running and one message received but not started (see _hold_a_message). Each task it held runs again:
 # one it was running once the scheduler sees no heartbeat (task_instance_heartbeat_timeout 60 s + its 10 s check)
@@ -90,20 +91,21 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
     redis_url = claim_redis_db()
     env = {**os.environ, "STACK_HOME": str(home),
            "STACK_ARGS": f"--database {database} --redis-url {redis_url}",
-           "LOOPLINE_MODEL_NAME": "loopline_prod_e2e", "LOOPLINE_DRIFT_POLL_SECONDS": "3"}
+           "LOOPLINE_DRIFT_POLL_SECONDS": "3"}
     started = _make("stack", env=env)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         assert "Airflow API and UI : http://127.0.0.1:" in started.stdout
         stack = Stack.attach(home)
         api = AirflowClient(stack.config.api_url, "admin", stack.admin_password())
-        wait_for_dags(api)
+        wait_for_dags(api, LOOP)
         # MLflow answers authenticated requests only: the tests' own core calls (resolve_alias) use the stack's
         # MLflow user, as the tasks do.
         with pytest.MonkeyPatch.context() as mp:
             for key, value in stack.mlflow_credentials().items():
                 mp.setenv(key, value)
-            yield Prod(home, stack, api, stack.settings, PartitionStore(stack.settings.store_root))
+            yield Prod(home, stack, api, steps.model_settings(stack.settings, LOOP.project, MODEL.model),
+                       PartitionStore(stack.settings.store_root))
     finally:
         state = home / "stack.json"
         pids = json.loads(state.read_text())["pids"] if state.exists() else {}
@@ -128,30 +130,30 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
 
 def _assert_written_exactly_once(prod: Prod, start: dt.date, end: dt.date, tmp: Path) -> None:
     """One committed partition per day, each identical (content hash) to a clean single build of the day."""
-    days = [d for d in prod.store.days(FEATURES_DATASET, "1") if start <= d <= end]
+    dataset, fsv = LOOP.features_dataset, LOOP.fsv
+    days = [d for d in prod.store.days(dataset, fsv) if start <= d <= end]
     assert days == _days(start, end)
     run_of_day = {r["data_interval_start"][:10]: r["dag_run_id"]
-                  for r in prod.api.dag_runs("loopline_feature_backfill", run_type=["backfill"])}
+                  for r in prod.api.dag_runs(FEATURES, run_type=["backfill"])}
     clean = PartitionStore(tmp.as_uri())
-    source = NycFlights13Source()
     for day in days:
-        expected = build_features_day(source, clean, day, "1")
-        manifest = prod.store.manifest(FEATURES_DATASET, "1", day)
+        expected = steps.features_day(LOOP.project, clean, day)
+        manifest = prod.store.manifest(dataset, fsv, day)
         assert manifest.content_hash == expected.content_hash, day
         assert manifest.rows == expected.rows, day
         assert manifest.extra["run_id"] == run_of_day[day.isoformat()], day  # written by that day's own run
-        files = prod.store.fs.ls(prod.store._path(FEATURES_DATASET, "1", day))
-        # The manifest and the one data file it lists: no leftover of an interrupted or repeated write.
-        assert len(manifest.files) == 1, day
+        files = prod.store.fs.ls(prod.store._path(dataset, fsv, day))
+        # The manifest and the one data file it lists: nothing a killed or repeated try left behind.
         assert sorted(Path(f).name for f in files) == sorted(["_manifest.json", *manifest.files]), day
+        assert len(manifest.files) == 1, day
 
 
 def test_every_call_without_a_valid_token_is_refused(prod: Prod) -> None:
     base = prod.stack.config.api_url
-    calls = [("GET", "/api/v2/dags"), ("PATCH", "/api/v2/dags/loopline_retrain"),
-             ("POST", "/api/v2/backfills"), ("GET", "/api/v2/backfills?dag_id=loopline_feature_backfill"),
-             ("POST", "/api/v2/dags/loopline_retrain/dagRuns"), ("GET", "/api/v2/assets/events"),
-             ("GET", "/api/v2/dags/loopline_retrain/dagRuns/x/taskInstances/promote/xcomEntries/return_value")]
+    calls = [("GET", "/api/v2/dags"), ("PATCH", f"/api/v2/dags/{RETRAIN}"),
+             ("POST", "/api/v2/backfills"), ("GET", f"/api/v2/backfills?dag_id={FEATURES}"),
+             ("POST", f"/api/v2/dags/{RETRAIN}/dagRuns"), ("GET", "/api/v2/assets/events"),
+             ("GET", f"/api/v2/dags/{RETRAIN}/dagRuns/x/taskInstances/promote/xcomEntries/return_value")]
     for token in (None, "not-a-token"):
         for method, path in calls:
             req = urllib.request.Request(f"{base}{path}", method=method, data=b"{}" if method != "GET" else None,
@@ -267,7 +269,7 @@ def _hold_a_message(prod: Prod, worker: str, task_pid: int, timeout: float = 90)
         # With both slots of this worker taken, the other worker's free slots start anything else in ~1 s: a
         # task queued for 10 s sits in this worker.
         now = dt.datetime.now(dt.UTC)
-        for ti in prod.api.all_task_instances("loopline_feature_backfill", state="queued"):
+        for ti in prod.api.all_task_instances(FEATURES, state="queued"):
             if stopped and ti["queued_when"] and ti["dag_run_id"].startswith("backfill__") and (
                     now - dt.datetime.fromisoformat(ti["queued_when"])).total_seconds() > 10:
                 return str(ti["dag_run_id"])
@@ -277,9 +279,8 @@ def _hold_a_message(prod: Prod, worker: str, task_pid: int, timeout: float = 90)
 
 def test_backfill_survives_a_killed_worker(prod: Prod, tmp_path: Path) -> None:
     api = prod.api
-    for dag_id in DAGS:
-        api.set_paused(dag_id, False)
-    bf = api.create_backfill("loopline_feature_backfill", FIRST.isoformat(), KILL_END.isoformat(), max_active_runs=4)
+    unpause(api, LOOP)
+    bf = api.create_backfill(FEATURES, FIRST.isoformat(), KILL_END.isoformat(), max_active_runs=4)
     victim = "celery-worker-1"
     killed: list[str] = []
     held = ""
@@ -288,7 +289,7 @@ def test_backfill_survives_a_killed_worker(prod: Prod, tmp_path: Path) -> None:
     while not killed and time.monotonic() < deadline:
         worker = process_tree(prod.stack.pids()[victim])
         # A task of the backfill, not of the run that unpausing scheduled for today.
-        for ti in api.all_task_instances("loopline_feature_backfill", state="running"):
+        for ti in api.all_task_instances(FEATURES, state="running"):
             if ti["dag_run_id"].startswith("backfill__") and ti.get("pid") in worker and _stop_running_task(prod, ti):
                 held = _hold_a_message(prod, victim, int(ti["pid"]))
                 prod.stack.kill(victim)  # SIGKILL to the worker's whole process group: a crashed machine
@@ -301,14 +302,14 @@ def test_backfill_survives_a_killed_worker(prod: Prod, tmp_path: Path) -> None:
         done = api.wait_backfill(int(bf["id"]), timeout=RECOVERY_BOUND_S - (time.monotonic() - killed_at))
     except TimeoutError:
         stuck = [(t["dag_run_id"], t["state"], t["try_number"]) for t in api.all_task_instances(
-            "loopline_feature_backfill") if t["state"] not in {"success", "skipped", "failed"}]
+            FEATURES) if t["state"] not in {"success", "skipped", "failed"}]
         pytest.fail(f"the backfill did not complete within {RECOVERY_BOUND_S} s of the kill; unfinished: {stuck}")
     assert done["completed_at"]
     print(f"backfill complete {time.monotonic() - killed_at:.0f} s after {victim} was killed running {killed[0]}"
           f" and holding {held}")
-    runs = {r["dag_run_id"]: r["state"] for r in api.dag_runs("loopline_feature_backfill", run_type=["backfill"])}
+    runs = {r["dag_run_id"]: r["state"] for r in api.dag_runs(FEATURES, run_type=["backfill"])}
     assert {killed[0], held} <= set(runs) and set(runs.values()) == {"success"}, runs
-    retried = [t for t in api.all_task_instances("loopline_feature_backfill") if t["dag_run_id"] == killed[0]]
+    retried = [t for t in api.all_task_instances(FEATURES) if t["dag_run_id"] == killed[0]]
     assert retried and retried[0]["try_number"] >= 2, "the interrupted task was not retried"
     _assert_written_exactly_once(prod, FIRST, KILL_END, tmp_path)
     prod.stack.restart(victim)  # the topology is whole again for the next tests
@@ -317,12 +318,12 @@ def test_backfill_survives_a_killed_worker(prod: Prod, tmp_path: Path) -> None:
 
 def test_backfill_completes_across_a_scheduler_crash(prod: Prod, tmp_path: Path) -> None:
     api = prod.api
+    unpause(api, LOOP)
     start = KILL_END + dt.timedelta(days=1)
-    bf = api.create_backfill("loopline_feature_backfill", start.isoformat(), RESTART_END.isoformat(),
-                             max_active_runs=4)
+    bf = api.create_backfill(FEATURES, start.isoformat(), RESTART_END.isoformat(), max_active_runs=4)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        ok = api.dag_runs("loopline_feature_backfill", run_type=["backfill"], state=["success"],
+        ok = api.dag_runs(FEATURES, run_type=["backfill"], state=["success"],
                           logical_date_gte=f"{start}T00:00:00Z")
         if len(ok) >= 2:
             break
@@ -330,71 +331,93 @@ def test_backfill_completes_across_a_scheduler_crash(prod: Prod, tmp_path: Path)
     prod.stack.restart("scheduler", kill=True)  # SIGKILL, then start a new scheduler
     done = api.wait_backfill(int(bf["id"]), timeout=900)
     assert done["completed_at"]
-    states = {r["state"] for r in api.dag_runs("loopline_feature_backfill", run_type=["backfill"],
+    states = {r["state"] for r in api.dag_runs(FEATURES, run_type=["backfill"],
                                                logical_date_gte=f"{start}T00:00:00Z")}
     assert states == {"success"}
     _assert_written_exactly_once(prod, start, RESTART_END, tmp_path)
 
 
+def _features_through(prod: Prod, end: dt.date) -> None:
+    """FIRST..end featured, whatever ran before: wait for a backfill an earlier test left running, then backfill
+    the days still missing (none when the backfill tests ran)."""
+    api = prod.api
+    unpause(api, LOOP)
+    for bf in api.request("GET", "/api/v2/backfills", params={"dag_id": FEATURES})["backfills"]:
+        if not bf.get("completed_at"):
+            api.wait_backfill(int(bf["id"]), timeout=900)
+    have = set(prod.store.days(LOOP.features_dataset, LOOP.fsv))
+    missing = [d for d in _days(FIRST, end) if d not in have]
+    if missing:
+        bf = api.create_backfill(FEATURES, missing[0].isoformat(), missing[-1].isoformat(), max_active_runs=4)
+        assert api.wait_backfill(int(bf["id"]), timeout=900)["completed_at"]
+
+
 def test_rest_api_drives_retrain_scoring_and_drift(prod: Prod) -> None:
     api = prod.api
+    _features_through(prod, RESTART_END)
     conf = {"as_of": RESTART_END.isoformat(), "window_days": 31, "validation_days": VALIDATION_DAYS}
-    before = resolve_alias(prod.settings, CHAMPION)  # unpausing queued the weekly cron's latest run: maybe v1
-    run = api.trigger("loopline_retrain", conf=conf, run_id="retrain_2013-01-31")
-    assert api.wait_run("loopline_retrain", run["dag_run_id"], timeout=900)["state"] == "success"
-    trained = api.xcom("loopline_retrain", run["dag_run_id"], "train_challenger")
+    before = resolve_alias(prod.settings, CHAMPION)  # an earlier run of this module may have made one
+    run = api.trigger(RETRAIN, conf=conf, run_id="retrain_2013-01-31")
+    assert api.wait_run(RETRAIN, run["dag_run_id"], timeout=900)["state"] == "success"
+    trained = api.xcom(RETRAIN, run["dag_run_id"], "train_challenger")
     assert trained["as_of"] == RESTART_END.isoformat() and trained["trigger"] == "manual"
-    decision = api.xcom("loopline_retrain", run["dag_run_id"], "promote")
+    decision = api.xcom(RETRAIN, run["dag_run_id"], "promote")
     assert decision["candidate_version"] == trained["version"]
     assert decision["action"] in {"promote", "reject"}, decision
     expected = trained["version"] if decision["action"] == "promote" else before
     assert expected is not None and resolve_alias(prod.settings, CHAMPION) == expected
 
-    scored = api.trigger("loopline_batch_scoring", conf={"start_ds": "2013-01-25", "end_ds": "2013-01-31"},
+    scored = api.trigger(SCORE, conf={"start_ds": "2013-01-25", "end_ds": "2013-01-31"},
                          run_id="score_2013-01-25_31")
-    assert api.wait_run("loopline_batch_scoring", scored["dag_run_id"], timeout=600)["state"] == "success"
+    assert api.wait_run(SCORE, scored["dag_run_id"], timeout=600)["state"] == "success"
     week = [dt.date(2013, 1, d) for d in range(25, 32)]
-    assert set(week) <= set(prod.store.days(PREDICTIONS_DATASET, "1"))
+    assert set(week) <= set(prod.store.days(MODEL.predictions_dataset, LOOP.fsv))
     champion = f"models:/{prod.settings.model_name}/{expected}"
-    assert {prod.store.manifest(PREDICTIONS_DATASET, "1", d).extra["model_uri"] for d in week} == {champion}
+    assert {prod.store.manifest(MODEL.predictions_dataset, LOOP.fsv, d).extra["model_uri"] for d in week} == {champion}
     # Earlier feature backfills also scored days and started drift runs: follow this scoring run's own event
     # to the drift monitor run it created, and wait for that run.
     deadline = time.monotonic() + 600
     monitored: list[str] = []
     while time.monotonic() < deadline and not monitored:
-        ours = [e for e in api.asset_events("loopline_predictions") if e["source_run_id"] == scored["dag_run_id"]]
+        ours = [e for e in api.asset_events(MODEL.predictions_asset) if e["source_run_id"] == scored["dag_run_id"]]
         assert len(ours) <= 1, ours
-        monitored = [r["run_id"] for e in ours for r in e["created_dagruns"] if r["dag_id"] == "loopline_drift_monitor"]
+        monitored = [r["run_id"] for e in ours for r in e["created_dagruns"] if r["dag_id"] == DRIFT]
         time.sleep(2)
     assert monitored, "the predictions asset event of the scoring run did not start the drift monitor"
-    drift_run = api.wait_run("loopline_drift_monitor", monitored[0], timeout=600)
+    drift_run = api.wait_run(DRIFT, monitored[0], timeout=600)
     assert drift_run["state"] == "success" and drift_run["run_type"] == "asset_triggered", drift_run
-    reports = {r["ds"] for r in list_drift_reports(prod.store, "1")}
+    reports = {r["ds"] for r in list_drift_reports(prod.store, LOOP.fsv, dataset=MODEL.drift_dataset)}
     assert {f"2013-01-{d}" for d in range(25, 32)} <= reports
-    assert api.asset_events("loopline_drift_reports")
+    assert api.asset_events(MODEL.drift_reports_asset)
 
 
 def test_mlflow_outage_during_a_retrain_fails_clearly_and_keeps_the_champion(prod: Prod) -> None:
     api = prod.api
+    _features_through(prod, RESTART_END)
     champion = resolve_alias(prod.settings, CHAMPION)
+    if champion is None:  # run alone: train the champion this test keeps
+        first = api.trigger(RETRAIN, conf={"as_of": RESTART_END.isoformat(), "window_days": 31,
+                                           "validation_days": VALIDATION_DAYS})
+        assert api.wait_run(RETRAIN, first["dag_run_id"], timeout=900)["state"] == "success"
+        champion = resolve_alias(prod.settings, CHAMPION)
     assert champion is not None
-    run = api.trigger("loopline_retrain", conf={"as_of": "2013-01-30", "window_days": 28, "force": True,
+    run = api.trigger(RETRAIN, conf={"as_of": "2013-01-30", "window_days": 28, "force": True,
                                                 "validation_days": VALIDATION_DAYS})
     rid = run["dag_run_id"]
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        states = {t["task_id"]: t["state"] for t in api.task_instances("loopline_retrain", rid)}
+        states = {t["task_id"]: t["state"] for t in api.task_instances(RETRAIN, rid)}
         if states.get("plan") == "success":
             break
         time.sleep(0.5)
     prod.stack.kill("mlflow")
     try:
-        finished = api.wait_run("loopline_retrain", rid, timeout=900)
+        finished = api.wait_run(RETRAIN, rid, timeout=900)
         assert finished["state"] == "failed"
-        states = {t["task_id"]: t["state"] for t in api.task_instances("loopline_retrain", rid)}
+        states = {t["task_id"]: t["state"] for t in api.task_instances(RETRAIN, rid)}
         assert states["train_challenger"] == "failed" and states["promote"] in {"upstream_failed", None}
-        tis = {t["task_id"]: t for t in api.task_instances("loopline_retrain", rid)}
-        log = api.request("GET", f"/api/v2/dags/loopline_retrain/dagRuns/{rid}/taskInstances/train_challenger/"
+        tis = {t["task_id"]: t for t in api.task_instances(RETRAIN, rid)}
+        log = api.request("GET", f"/api/v2/dags/{RETRAIN}/dagRuns/{rid}/taskInstances/train_challenger/"
                                  f"logs/{tis['train_challenger']['try_number']}", params={"full_content": "true"})
         text = json.dumps(log)
         assert "MLflow tracking server" in text and prod.stack.config.mlflow_url in text, text[-3000:]

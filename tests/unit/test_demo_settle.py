@@ -1,5 +1,6 @@
-"""loopline.demo.settle: the loop is settled only when no run, no queued asset event and no drifted report
-still waiting for the triggerer's watcher remain (on a fake REST API and a fake clock)."""
+"""loopline.demo.settle: the loop of the flights project's generated DAGs is settled only when no run, no queued
+asset event and no drifted report still waiting for the triggerer's watcher remain (on a fake REST API and a fake
+clock); lost asset events are run by hand per model over exactly their days."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from loopline.settings import Settings
 
 pytestmark = pytest.mark.unit
 
-REPORT = {"ds": "2013-03-05", "model_name": "m", "model_version": "1", "decision": {"drifted": True}}
+LOOP = demo.Loop.of("flights", ("disruption",))
+REPORT = {"ds": "2013-03-05", "model_name": "flights.disruption", "model_version": "1",
+          "decision": {"drifted": True}}
 
 
 class Clock:
@@ -36,12 +39,12 @@ class FakeAPI:
 
     def request(self, method: str, path: str, payload: Any = None, params: dict[str, Any] | None = None) -> Any:
         if path.endswith("/assets/queuedEvents"):
-            return {"total_entries": int(self.clock.now < self.queued_until and "scoring" in path)}
+            return {"total_entries": int(self.clock.now < self.queued_until and ".score/" in path)}
         assert path == "/api/v2/dags/~/dagRuns"
         return {"total_entries": int(self.clock.now < self.running_until and params["state"] == ["running"])}
 
     def asset_events(self, asset_name: str | None = None, **params: Any) -> list[dict[str, Any]]:
-        assert asset_name == demo.DRIFT_ASSET
+        assert asset_name == "loopline.flights.disruption.drift"
         if self.emitted_at is None or self.clock.now < self.emitted_at:
             return []
         from loopline.reports import dedupe_key
@@ -62,35 +65,35 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     import loopline.reports
 
     monkeypatch.setattr(loopline.reports, "list_drift_reports", lambda *a, **k: [REPORT])
-    return Settings(home=tmp_path, model_name="m")
+    return Settings(home=tmp_path)
 
 
 def test_waits_for_runs_and_queued_events(clock: Clock, settings: Settings) -> None:
     api = FakeAPI(clock, running_until=10, queued_until=25, emitted_at=0)
-    demo.settle(api, settings=settings)  # type: ignore[arg-type]
+    demo.settle(api, LOOP, settings=settings)  # type: ignore[arg-type]
     assert 27 <= clock.now <= 30
 
 
 def test_waits_for_the_watcher_to_emit_a_drifted_report(clock: Clock, settings: Settings) -> None:
     api = FakeAPI(clock, emitted_at=40)
-    demo.settle(api, settings=settings)  # type: ignore[arg-type]
+    demo.settle(api, LOOP, settings=settings)  # type: ignore[arg-type]
     assert 42 <= clock.now <= 45
 
 
 def test_an_emitted_report_does_not_hold_the_loop(clock: Clock, settings: Settings) -> None:
-    demo.settle(FakeAPI(clock, emitted_at=0), settings=settings)  # type: ignore[arg-type]
+    demo.settle(FakeAPI(clock, emitted_at=0), LOOP, settings=settings)  # type: ignore[arg-type]
     assert clock.now <= 4
 
 
 def test_a_report_never_emitted_is_given_up_after_the_grace(clock: Clock, settings: Settings,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    demo.settle(FakeAPI(clock), settings=settings, drift_grace=60)  # type: ignore[arg-type]
+    demo.settle(FakeAPI(clock), LOOP, settings=settings, drift_grace=60)  # type: ignore[arg-type]
     assert 60 <= clock.now <= 65
     assert "not emitted by the drift watcher" in capsys.readouterr().out
 
 
 def test_without_settings_only_the_quiet_period_counts(clock: Clock) -> None:
-    demo.settle(FakeAPI(clock, running_until=10), quiet_seconds=12)  # type: ignore[arg-type]
+    demo.settle(FakeAPI(clock, running_until=10), LOOP, quiet_seconds=12)  # type: ignore[arg-type]
     assert 22 <= clock.now <= 25
 
 
@@ -119,20 +122,20 @@ def test_lost_events_are_run_by_hand_over_exactly_their_days(monkeypatch: pytest
             pass
 
         def days(self, dataset: str, version: str) -> list[dt.date]:
-            return featured if dataset == "features" else scored
+            return featured if dataset == "flights/features" else scored
 
     monkeypatch.setattr(demo, "PartitionStore", Store)
-    monkeypatch.setattr(loopline.reports, "report_days", lambda store, fsv: checked)
+    monkeypatch.setattr(loopline.reports, "report_days", lambda store, fsv, dataset: checked)
     api, repaired = Trigger(), {}  # type: ignore[var-annotated]
     settings = Settings(home=tmp_path)
-    assert demo.repair_lost_events(api, settings, repaired)  # type: ignore[arg-type]
-    assert api.runs == [("loopline_batch_scoring", {"start_ds": "2013-03-03", "end_ds": "2013-03-04"}),
-                        ("loopline_batch_scoring", {"start_ds": "2013-03-08", "end_ds": "2013-03-08"})]
+    assert demo.repair_lost_events(api, LOOP, settings, repaired)  # type: ignore[arg-type]
+    assert api.runs == [("flights.disruption.score", {"start_ds": "2013-03-03", "end_ds": "2013-03-04"}),
+                        ("flights.disruption.score", {"start_ds": "2013-03-08", "end_ds": "2013-03-08"})]
     scored[:] = featured  # the manual runs scored them, and their predictions events had them checked
     checked.extend(d for d in featured if d.day in (3, 4, 8))
-    assert demo.repair_lost_events(api, settings, repaired)  # type: ignore[arg-type]
-    assert api.runs[-1] == ("loopline_drift_monitor", {"start_ds": "2013-03-06", "end_ds": "2013-03-06"})
+    assert demo.repair_lost_events(api, LOOP, settings, repaired)  # type: ignore[arg-type]
+    assert api.runs[-1] == ("flights.disruption.drift", {"start_ds": "2013-03-06", "end_ds": "2013-03-06"})
     checked[:] = featured
-    assert not demo.repair_lost_events(api, settings, repaired)  # type: ignore[arg-type]
-    assert repaired == {"loopline_batch_scoring": ["2013-03-03", "2013-03-04", "2013-03-08"],
-                        "loopline_drift_monitor": ["2013-03-06"]}
+    assert not demo.repair_lost_events(api, LOOP, settings, repaired)  # type: ignore[arg-type]
+    assert repaired == {"flights.disruption.score": ["2013-03-03", "2013-03-04", "2013-03-08"],
+                        "flights.disruption.drift": ["2013-03-06"]}

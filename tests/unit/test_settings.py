@@ -306,7 +306,7 @@ def test_every_loopline_variable_in_the_code_is_in_the_allow_list() -> None:
     unknown: dict[str, str] = {}
     for path in _sources():
         for name in _NAME.findall(path.read_text(encoding="utf-8", errors="replace")):
-            # A name ending in '_' is a prefix: f"LOOPLINE_{...}", LOOPLINE_BIGQUERY_*_TABLE, LOOPLINE_STACK_*.
+            # A name ending in '_' is a prefix: f"LOOPLINE_{...}", LOOPLINE_STACK_*.
             ok = any(k.startswith(name) for k in known) if name.endswith("_") else name in known
             if not ok:
                 unknown.setdefault(name, str(path.relative_to(REPO)))

@@ -132,7 +132,7 @@ def test_every_component_listens_on_loopback_only(tmp_path: Path) -> None:
 
 
 def test_state_file_rebuilds_the_stack_without_secrets(tmp_path: Path) -> None:
-    config = StackConfig.production(tmp_path, database="lp", workers=2, extra_env={"LOOPLINE_RAW_SOURCE": "store"})
+    config = StackConfig.production(tmp_path, database="lp", workers=2, extra_env={"LOOPLINE_DRIFT_POLL_SECONDS": "3"})
     stack = Stack(config, Settings(home=tmp_path, model_name="m1"))
     env = stack.env()
     stack._write_state()

@@ -205,7 +205,7 @@ def robust_bounds(values: npt.NDArray[Any]) -> tuple[float, float] | None:
       few hundred rows);
     * bounds are observed values, so an integer column cut by a fence still gets one bin per integer;
     * values beyond the bounds are not dropped: the under- and overflow bins count them, in training and
-      in every batch, so a heavy tail (flight delays) is still compared, as one bin at each end.
+      in every batch, so a heavy tail (delays, amounts) is still compared, as one bin at each end.
 
     When the quartiles coincide (a column that is mostly one value) the 1 % / 99 % quantiles set the spread
     instead; when those coincide too, the bounds are that one value.

@@ -46,7 +46,7 @@ def performance_decay(
 ) -> PerformanceDecay:
     """Compare the champion's current metric with its training-time validation metric.
 
-    Labels for a day's flights arrive the next day: score yesterday's predictions with
+    Labels for a day's rows often arrive later (the next day): score yesterday's predictions with
     :func:`score_metric`, then call this with the validation metric logged at training time (also stored in
     ``ReferenceProfile.validation_metrics``) and pass the result to ``compare(..., performance=...)``.
 

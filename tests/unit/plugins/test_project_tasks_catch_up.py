@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from loopline.settings import Settings
 from loopline.store import missed_days
-from loopline_airflow.tasks import missed_for_run
+from loopline_airflow.project_tasks import missed_for_run
 
 from .conftest import make_context
 
@@ -67,7 +67,7 @@ def test_catch_up_days_must_not_be_negative(tmp_path: Path) -> None:
 
 
 def test_a_failing_caught_up_day_is_skipped_but_a_failing_own_day_fails_the_run() -> None:
-    from loopline_airflow.tasks import run_one_day
+    from loopline_airflow.project_tasks import run_one_day
 
     def boom() -> None:
         raise ValueError("predictions suite failed")
@@ -90,7 +90,7 @@ def test_a_manual_run_over_too_many_days_is_refused_without_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: str, end: str, limit: str | None, refused: bool
 ) -> None:
     from airflow.sdk.exceptions import AirflowFailException
-    from loopline_airflow.tasks import days_for_run
+    from loopline_airflow.project_tasks import days_for_run
 
     monkeypatch.setenv("LOOPLINE_HOME", str(tmp_path))
     if limit:
