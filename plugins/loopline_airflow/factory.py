@@ -111,22 +111,29 @@ def _range_params() -> dict[str, Param]:
             "end_ds": Param(None, type=["null", "string"], format="date", description="Last day (manual run).")}
 
 
+def _daily_model_dag(p: Project, model: str, step: str, task_id: str, on: str, emits: str, doc: str,
+                     body: str) -> DAG:
+    """A model DAG run on an upstream asset (or a manual day range) whose one task calls ``project_tasks.<body>``."""
+    names = model_names(p, model)
+    with DAG(**_common(p, names.dag(step), names.tags, doc, schedule=[Asset(name=on, group="loopline")],
+                       max_active_runs=1, params=_range_params())) as dag:
+        @task(task_id=task_id, outlets=[Asset(name=emits, group="loopline")])
+        def run(**context: Any) -> dict[str, Any]:
+            from loopline_airflow import project_tasks
+
+            result: dict[str, Any] = getattr(project_tasks, body)(p.project, model, context)
+            return result
+
+        run()
+    return dag
+
+
 def score_dag(p: Project, model: str) -> DAG:
     names, pn = model_names(p, model), project_names(p)
     doc = (f"### {p.project}.{model}: scoring\n\nOn `{pn.features_asset}`: the triggering days scored with "
            f"`models:/{names.registered_model}@champion` (pinned for the run) into `{names.predictions_dataset}`. "
            "No champion yet: skipped.")
-    with DAG(**_common(p, names.dag("score"), names.tags, doc, schedule=[Asset(name=pn.features_asset,
-                                                                               group="loopline")],
-                       max_active_runs=1, params=_range_params())) as dag:
-        @task(task_id="score", outlets=[Asset(name=names.predictions_asset, group="loopline")])
-        def score(**context: Any) -> dict[str, Any]:
-            from loopline_airflow.project_tasks import score_days
-
-            return score_days(p.project, model, context)  # type: ignore[arg-type]
-
-        score()
-    return dag
+    return _daily_model_dag(p, model, "score", "score", pn.features_asset, names.predictions_asset, doc, "score_days")
 
 
 def drift_dag(p: Project, model: str) -> DAG:
@@ -134,17 +141,8 @@ def drift_dag(p: Project, model: str) -> DAG:
     doc = (f"### {p.project}.{model}: drift\n\nOn `{names.predictions_asset}`: each day's trailing "
            f"{p.models[model].drift.window_days}-day window against the reference of the version that scored it "
            f"(PSI, KL, JS per feature; prediction drift; decay once labels arrive) → `{names.drift_dataset}`.")
-    with DAG(**_common(p, names.dag("drift"), names.tags, doc, schedule=[Asset(name=names.predictions_asset,
-                                                                               group="loopline")],
-                       max_active_runs=1, params=_range_params())) as dag:
-        @task(task_id="check_drift", outlets=[Asset(name=names.drift_reports_asset, group="loopline")])
-        def check(**context: Any) -> dict[str, Any]:
-            from loopline_airflow.project_tasks import monitor_days
-
-            return monitor_days(p.project, model, context)  # type: ignore[arg-type]
-
-        check()
-    return dag
+    return _daily_model_dag(p, model, "drift", "check_drift", names.predictions_asset, names.drift_reports_asset, doc,
+                            "monitor_days")
 
 
 def retrain_dag(p: Project, model: str) -> DAG:

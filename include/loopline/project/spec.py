@@ -42,6 +42,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -414,18 +415,11 @@ class Project(Spec):
     def _project_name(cls, value: str) -> str:
         return _check_name(value, "project name")
 
-    @field_validator("sources")
+    @field_validator("sources", "models")
     @classmethod
-    def _source_names(cls, value: dict[str, Source]) -> dict[str, Source]:
+    def _entry_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         for name in value:
-            _check_name(name, "source name")
-        return value
-
-    @field_validator("models")
-    @classmethod
-    def _model_names(cls, value: dict[str, Model]) -> dict[str, Model]:
-        for name in value:
-            _check_name(name, "model name")
+            _check_name(name, f"{str(info.field_name).rstrip('s')} name")
         return value
 
     @model_validator(mode="after")
