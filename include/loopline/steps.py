@@ -301,9 +301,15 @@ def features_suite(project: Project) -> dict[str, Any]:
                          "kwargs": {"column": col.name, "mostly": round(1.0 - col.max_missing, 12)}}
                         if col.max_missing < 1 else {"type": "expect_column_to_exist", "kwargs": {"column": col.name}})
     for model in project.models.values():
+        label = model.label
         if model.task == "regression":
-            exps.append({"type": "expect_column_values_to_be_between",
-                         "kwargs": {"column": model.label.column, **finite}})
+            low, high = label.range if label.range is not None else (None, None)
+            exps.append({"type": "expect_column_values_to_be_between", "kwargs": {
+                "column": label.column, "min_value": finite["min_value"] if low is None else low,
+                "max_value": finite["max_value"] if high is None else high}})
+        elif label.values is not None:
+            exps.append({"type": "expect_column_values_to_be_in_set",
+                         "kwargs": {"column": label.column, "value_set": list(label.values)}})
     return {"name": f"{project.project}_features_v{project.features.version}",
             "meta": {"generated_from": str(project.path or project.project)}, "expectations": exps}
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loopline.project.spec import DEFAULT_METRIC, TASK_METRICS
+from loopline.project.spec import DEFAULT_METRIC, TASK_METRICS, plain_label
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,7 +60,7 @@ class TaskType:
         present = values.notna().to_numpy()
         if self.name == "binary_classification":
             as_text = values.astype("string")
-            is_pos = (as_text == str(_plain(positive))).fillna(False).to_numpy(dtype=bool)
+            is_pos = (as_text == str(plain_label(positive))).fillna(False).to_numpy(dtype=bool)
             out = np.where(is_pos, 1.0, 0.0)
             out[~present] = np.nan
             return out
@@ -157,15 +157,6 @@ class TaskType:
                              f"{sorted(trees().get_params())}")
         est = trees(categorical_features=list(range(len(categorical))), early_stopping=False, random_state=seed, **hp)
         return Pipeline([("features", pre), (step, est)])
-
-
-def _plain(value: Any) -> Any:
-    # YAML true/false and the strings "true"/"false" compare as pandas' string form of booleans.
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 TASK_TYPES: dict[str, TaskType] = {

@@ -2,9 +2,9 @@
 
 Bike rentals: a CSV source (one file a day), string keys not named like flights' (``rental_ref``), a feature
 builder module of the project's own (``rentals.py``), a categorical-only feature with declared values, a
-regression label (``minutes``) and a binary one (``late``, positive ``"Y"``), and rows whose labels are missing
-(bikes not yet returned). From ``DRIFT_FROM`` on, the temperature shifts by +15 °C and rides get longer, so the
-drift check has something real to find.
+regression label (``minutes``, plausible range 0–1440) and a binary one (``late``, positive ``"Y"``, values
+``Y``/``N``), and rows whose labels are missing (bikes not yet returned). From ``DRIFT_FROM`` on, the
+temperature shifts by +15 °C and rides get longer, so the drift check has something real to find.
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ features:
 models:
   duration:
     task: regression
-    label: {column: minutes}
+    label: {column: minutes, range: [0, 1440]}
     label_lag_days: 0
     training: {window_days: 21, validation_days: 5, min_rows: 200}
     drift: {window_days: 7, cooldown_days: 10}
     schedules: {retrain: null}
   late_return:
     task: binary_classification
-    label: {column: late, positive: "Y"}
+    label: {column: late, positive: "Y", values: ["Y", "N"]}
     features: [station, start_hour, member]
     estimator:
       factory: "models:logistic"

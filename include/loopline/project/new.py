@@ -30,6 +30,9 @@ def infer_kind(values: pd.Series) -> str | None:
     return None
 
 
+MAX_LABEL_VALUES = 20  # more distinct labels than this in a sample: not a list worth writing down
+
+
 def new_project(name: str, sample: str, label: str, *, positive: str | None = None, task: str | None = None,
                 keys: list[str] | None = None, start_date: str | None = None) -> str:
     """The text of a starting ``project.yaml`` for ``sample`` (a Parquet or CSV file of one day).
@@ -89,7 +92,7 @@ def new_project(name: str, sample: str, label: str, *, positive: str | None = No
                              "parquet"}},
         "features": {"version": 1, "keys": keys, "columns": columns},
         "models": {_model_name(label): {"task": task, "label": {"column": label, **(
-            {"positive": _plain(positive)} if task == "binary_classification" else {})}}},
+            _binary_label(labels, positive) if task == "binary_classification" else {})}}},
     }
     head = (f"# Written by `loopline project new` from {sample}. Edit it, then `loopline project check {name}`.\n"
             "# sources.main.uri must name each day's file with {ds} (YYYY-MM-DD), e.g. .../ds={ds}/part.parquet.\n")
@@ -113,6 +116,16 @@ def _file_day(uri: str) -> re.Match[str] | None:
             continue
         return match
     return None
+
+
+def _binary_label(labels: Any, positive: Any) -> dict[str, Any]:
+    """``positive`` and, when the sample shows a short list of them, every label ``values`` (so a day holding
+    another value fails validation instead of counting as negative)."""
+    out: dict[str, Any] = {"positive": _plain(positive)}
+    seen = sorted({_plain(str(v)) for v in labels.unique()} | {out["positive"]}, key=str)
+    if len(seen) <= MAX_LABEL_VALUES:
+        out["values"] = seen
+    return out
 
 
 def _model_name(label: str) -> str:

@@ -258,12 +258,28 @@ class Features(Spec):
         raise KeyError(name)
 
 
+def plain_label(value: Any) -> Any:
+    """A label value in the form the task types compare (YAML ``true`` and ``"True"`` are one value)."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class Label(Spec):
     """Where a model's label comes from."""
 
     column: str = Field(description="Column of the features frame (carried beside the keys, never an input).")
     positive: str | int | float | bool | None = Field(
         None, description="binary_classification: the value that means the positive class (required).")
+    values: list[str | int | float | bool] | None = Field(
+        None, description="binary_classification: every value the label may take, `positive` among them; a day "
+                          "holding another value fails validation naming the column. Without it, any present "
+                          "value other than `positive` counts as negative.")
+    range: tuple[float | None, float | None] | None = Field(
+        None, description="regression: `[min, max]` plausible label values (either may be null); a day holding a "
+                          "value outside fails validation. Labels must be finite in any case.")
 
 
 class Estimator(Spec):
@@ -369,6 +385,22 @@ class Model(Spec):
                              "the positive class, e.g. {column: returned, positive: 'yes'}")
         if self.task == "regression" and self.label.positive is not None:
             raise ValueError("label.positive applies to binary_classification only; remove it for a regression")
+        if self.task == "regression" and self.label.values is not None:
+            raise ValueError("label.values applies to binary_classification; a regression label takes label.range")
+        if self.task == "binary_classification" and self.label.range is not None:
+            raise ValueError("label.range applies to regression; a binary label takes label.values")
+        if self.label.values is not None:
+            allowed = {str(plain_label(v)) for v in self.label.values}
+            if str(plain_label(self.label.positive)) not in allowed:
+                raise ValueError(f"label.positive {self.label.positive!r} is not among label.values "
+                                 f"{self.label.values!r}; list it there")
+            if len(allowed) < 2:
+                raise ValueError(f"label.values {self.label.values!r} holds one value; a binary label needs the "
+                                 "positive value and at least one negative")
+        if self.label.range is not None:
+            low, high = self.label.range
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"label.range [{low}, {high}] is empty: write [min, max]")
         for name in [self.metric.name, *(self.metric.log or []), *self.promotion.guardrails]:
             if name is not None and name not in metrics:
                 raise ValueError(f"metric {name!r} is not a {self.task} metric; use one of {sorted(metrics)}")

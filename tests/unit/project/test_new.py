@@ -45,3 +45,23 @@ def test_the_start_date_is_given_or_checked(tmp_path: Path) -> None:
     assert yaml.safe_load(text)["start_date"] == dt.date(2023, 6, 1)
     with pytest.raises(ValueError, match=r"start date '2024-02-30' is not a day YYYY-MM-DD"):
         new_project("shop", str(sample), "returned", start_date="2024-02-30")
+
+
+def test_a_binary_label_gets_the_values_the_sample_shows(tmp_path: Path) -> None:
+    sample = orders(tmp_path, "2024-01-01")
+    label = load_file_from(tmp_path, new_project("shop", str(sample), "returned", positive="yes")).label
+    assert label.positive == "yes" and label.values == ["no", "yes"]
+    # A label with many distinct values is not listed (the positive value alone, as before).
+    many = tmp_path / "many" / "ds=2024-01-01" / "orders.parquet"
+    many.parent.mkdir(parents=True)
+    pd.DataFrame({"order_id": range(30), "items": range(30), "code": [f"c{i}" for i in range(30)]}).to_parquet(many)
+    label = load_file_from(tmp_path / "many", new_project("shop", str(many), "code", positive="c3",
+                                                           task="binary_classification")).label
+    assert label.positive == "c3" and label.values is None
+
+
+def load_file_from(root: Path, text: str):  # type: ignore[no-untyped-def]
+    path = root / "projects" / "shop" / "project.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return next(iter(load_file(path).models.values()))
