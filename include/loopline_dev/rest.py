@@ -74,7 +74,7 @@ class AirflowClient:
                 error = AirflowAPIError(method, path, err.code, body, attempt)
                 # 503: the server is up but busy — nothing was done. 500 "Database error": the request's
                 # transaction failed and was rolled back (on SQLite: a lock held past the busy timeout, see
-                # loopline.stack.API_SERVER_SQLITE_TIMEOUT); a call that may run twice is sent again.
+                # loopline_dev.stack.API_SERVER_SQLITE_TIMEOUT); a call that may run twice is sent again.
                 transient = err.code == 503 or (err.code == 500 and idempotent and "Database error" in body)
                 if not transient or attempt == self.retries:
                     raise error from None

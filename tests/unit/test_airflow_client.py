@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from loopline.airflow_client import AirflowAPIError, AirflowClient
+from loopline_dev.rest import AirflowAPIError, AirflowClient
 
 pytestmark = pytest.mark.unit
 
