@@ -119,9 +119,12 @@ class AirflowClient:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else None
 
-    def _typed(self, method: str, path: str, call: Callable[[], T], idempotent: bool | None = None) -> T:
+    def _typed(self, method: str, path: str, call: Callable[[], T | None], idempotent: bool | None = None) -> T:
         self.token()
-        return self._call(method, path, call, idempotent)
+        answer = self._call(method, path, call, idempotent)
+        if answer is None:  # a success status the client's spec has no response model for
+            raise AirflowAPIError(method, path, 0, "a success answer apache-airflow-client did not deserialize")
+        return answer
 
     def _call(self, method: str, path: str, call: Callable[[], T], idempotent: bool | None) -> T:
         if idempotent is None:

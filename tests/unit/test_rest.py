@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import pytest
 from loopline_dev.rest import AirflowAPIError, AirflowClient
+from loopline_dev.stack import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -271,6 +272,32 @@ def test_trigger_sends_the_run_id_and_a_null_logical_date(recorder: str) -> None
 
 
 def test_a_refused_connection_is_a_connection_error() -> None:
-    c = AirflowClient("http://127.0.0.1:9", token="t", timeout=2, retries=0)  # the discard port: nothing listens
+    c = AirflowClient(f"http://127.0.0.1:{free_port()}", token="t", timeout=2, retries=0)  # nothing listens there
     with pytest.raises(ConnectionError):
         c.dags()
+
+
+class Created(BaseHTTPRequestHandler):
+    """Answers a trigger with 201, a status Airflow does not use and the client's spec has no model for."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        data = json.dumps(_run("r1")).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def created() -> Iterator[str]:
+    yield from _serve(Created)
+
+
+def test_an_answer_the_client_cannot_type_is_an_error_not_a_none(created: str) -> None:
+    with pytest.raises(AirflowAPIError, match=r"POST /api/v2/dags/d/dagRuns -> HTTP 0: a success answer"):
+        AirflowClient(created, token="t").trigger("d", run_id="r1")
