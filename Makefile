@@ -33,21 +33,21 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 install: $(VENV)/.synced
 
 demo: install
-	$(PY) -m loopline.demo run
+	$(PY) -m loopline_dev.demo run
 
 up: install
-	$(PY) -m loopline.demo up
+	$(PY) -m loopline_dev.demo up
 
 down: install
-	$(PY) -m loopline.demo down
+	$(PY) -m loopline_dev.demo down
 
 # STACK_HOME / STACK_ARGS (e.g. STACK_ARGS="--database loopline_dev --workers 3") override the defaults.
 STACK_HOME ?= $(CURDIR)/.loopline/stack
 stack: install
-	$(PY) -m loopline.stack up --home $(STACK_HOME) $(STACK_ARGS)
+	$(PY) -m loopline_dev.stack up --home $(STACK_HOME) $(STACK_ARGS)
 
 stack-down: install
-	$(PY) -m loopline.stack down --home $(STACK_HOME)
+	$(PY) -m loopline_dev.stack down --home $(STACK_HOME)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 """Backfill benchmark: a 365-day feature backfill on the Celery stack beside the embedded LocalExecutor stack.
 
-Each topology is started fresh (``loopline.stack``: the Celery one is ``make stack``'s — PostgreSQL metadata DB,
+Each topology is started fresh (``loopline_dev.stack``: the Celery one is ``make stack``'s — PostgreSQL metadata DB,
 CeleryExecutor on Redis, two workers of two slots; the embedded one is ``make demo``'s — SQLite, LocalExecutor),
 backfills ``flights.features`` (the flights project's generated features DAG) over 2013 through ``POST
 /api/v2/backfills`` (the other DAGs stay paused, so only the backfill runs), and is checked partition by partition:
@@ -25,10 +25,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from loopline.airflow_client import AirflowClient
-from loopline.demo import Loop, wait_for_dags
 from loopline.settings import Settings
-from loopline.stack import (
+from loopline.store import PartitionStore
+from loopline_dev.demo import Loop, wait_for_dags
+from loopline_dev.rest import AirflowClient
+from loopline_dev.stack import (
     Stack,
     StackConfig,
     claim_redis_db,
@@ -36,7 +37,6 @@ from loopline.stack import (
     release_redis_db,
     reset_home,
 )
-from loopline.store import PartitionStore
 
 REPO = Path(__file__).resolve().parents[1]
 LOOP = Loop.of("flights", ())  # the features DAG only: the models' DAGs stay paused

@@ -1,6 +1,6 @@
 """Loop benchmark: the full-2013 replay through Airflow, split by DAG, with per-task overhead and parse times.
 
-Runs ``loopline.demo`` (the same replay ``make demo`` runs on the flights project's generated DAGs: embedded
+Runs ``loopline_dev.demo`` (the same replay ``make demo`` runs on the flights project's generated DAGs: embedded
 stack, one backfill of ``flights.features`` paced month by month, scoring, drift and drift-triggered retraining
 of both models) and prints, in one table, the wall time beside the target
 (≤ 15 minutes on this 2-core machine, stretch 10), then per DAG: runs, task instances, summed task time, mean
@@ -59,7 +59,7 @@ def main() -> int:
     else:
         out = REPO / ".loopline/bench/loop-summary.json"
         t = time.monotonic()
-        subprocess.run([sys.executable, "-m", "loopline.demo", "run", "--project", "flights",
+        subprocess.run([sys.executable, "-m", "loopline_dev.demo", "run", "--project", "flights",
                         "--home", str(REPO / ".loopline/bench/loop"), "--end", args.end, "--summary", str(out)],
                        check=True, cwd=REPO)
         summary = json.loads(out.read_text())

@@ -52,13 +52,13 @@ OTHER_VARIABLES: dict[str, str] = {
     "LOOPLINE_DRIFT_POLL_SECONDS": "loopline_airflow.factory (the drift watcher's poll interval)",
     "LOOPLINE_ALERT_WEBHOOK": "loopline_airflow.dag_defaults (failure alerts)",
     "LOOPLINE_PROJECTS_PATH": "loopline.project.loader (extra project folders)",
-    "LOOPLINE_PRELOAD": "loopline.stack (the generated airflow_local_settings.py)",
-    "LOOPLINE_SQLITE_TIMEOUT": "loopline.stack (the generated airflow_local_settings.py)",
-    "LOOPLINE_STACK_HOME": "loopline.stack (make stack)",
-    "LOOPLINE_STACK_DATABASE": "loopline.stack (make stack)",
-    "LOOPLINE_STACK_PG_URL": "loopline.stack (make stack)",
-    "LOOPLINE_STACK_REDIS_URL": "loopline.stack (make stack)",
-    "LOOPLINE_STACK_WORKERS": "loopline.stack (make stack)",
+    "LOOPLINE_PRELOAD": "loopline_dev.stack (the generated airflow_local_settings.py)",
+    "LOOPLINE_SQLITE_TIMEOUT": "loopline_dev.stack (the generated airflow_local_settings.py)",
+    "LOOPLINE_STACK_HOME": "loopline_dev.stack (make stack)",
+    "LOOPLINE_STACK_DATABASE": "loopline_dev.stack (make stack)",
+    "LOOPLINE_STACK_PG_URL": "loopline_dev.stack (make stack)",
+    "LOOPLINE_STACK_REDIS_URL": "loopline_dev.stack (make stack)",
+    "LOOPLINE_STACK_WORKERS": "loopline_dev.stack (make stack)",
 }
 """``LOOPLINE_*`` variables that are not fields of :class:`Settings` but are read elsewhere, with their reader.
 

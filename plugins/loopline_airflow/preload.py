@@ -2,7 +2,7 @@
 
 Airflow forks each task process from a long-lived parent. Importing pandas, pyarrow, scikit-learn, scipy,
 MLflow, skops and Great Expectations there once means every task starts with them loaded (copy-on-write)
-instead of paying ~12 s of imports per task. ``loopline.stack`` enables it with ``LOOPLINE_PRELOAD=1``
+instead of paying ~12 s of imports per task. ``loopline_dev.stack`` enables it with ``LOOPLINE_PRELOAD=1``
 through ``airflow_local_settings``. Importing does not start threads or open connections, so forking stays
 safe.
 

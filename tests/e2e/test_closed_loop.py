@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from loopline.airflow_client import AirflowAPIError, AirflowClient
-from loopline.demo import Loop, settle, unpause, wait_for_dags
 from loopline.reports import list_drift_reports
 from loopline.settings import Settings
-from loopline.stack import Stack, StackConfig
 from loopline.store import PartitionStore
 from loopline.tracking import CHAMPION, client, resolve_alias
+from loopline_dev.demo import Loop, settle, unpause, wait_for_dags
+from loopline_dev.rest import AirflowAPIError, AirflowClient
+from loopline_dev.stack import Stack, StackConfig
 
 pytestmark = pytest.mark.e2e
 FIRST, AS_OF = dt.date(2013, 1, 1), dt.date(2013, 1, 31)

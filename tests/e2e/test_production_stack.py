@@ -30,11 +30,13 @@ from typing import Any
 import psutil
 import pytest
 from loopline import steps
-from loopline.airflow_client import AirflowClient
-from loopline.demo import Loop, unpause, wait_for_dags
 from loopline.reports import list_drift_reports
 from loopline.settings import Settings
-from loopline.stack import (
+from loopline.store import PartitionStore
+from loopline.tracking import CHAMPION, resolve_alias
+from loopline_dev.demo import Loop, unpause, wait_for_dags
+from loopline_dev.rest import AirflowClient
+from loopline_dev.stack import (
     CELERY_TASK_QUEUED_CHECK_INTERVAL,
     CELERY_TASK_QUEUED_TIMEOUT,
     DEFAULT_PG_URL,
@@ -45,8 +47,6 @@ from loopline.stack import (
     process_tree,
     release_redis_db,
 )
-from loopline.store import PartitionStore
-from loopline.tracking import CHAMPION, resolve_alias
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

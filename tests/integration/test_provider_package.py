@@ -89,6 +89,12 @@ def test_the_checkout_is_not_on_the_path(installed: Path, tmp_path: Path):
     assert core.startswith(str(installed)) and layer.startswith(str(installed)) and checkout_on_path == "False"
 
 
+def test_the_wheel_ships_the_core_and_the_airflow_layer_but_not_the_dev_tooling(installed: Path):
+    shipped = {p.name for p in installed.iterdir() if p.is_dir() and not p.name.endswith(".dist-info")}
+    assert {"loopline", "loopline_airflow"} <= shipped
+    assert "loopline_dev" not in shipped, shipped  # stack supervisor, demo driver, REST client: a checkout's tools
+
+
 def test_airflow_lists_the_provider_and_the_mlflow_connection_type(installed: Path, tmp_path: Path):
     providers = _json(_run(installed, tmp_path, AIRFLOW_CLI, "providers", "list", "-o", "json"))
     assert {"package_name": "loopline", "version": "0.1.0"}.items() <= next(

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loopline.stack import free_port
+from loopline_dev.stack import free_port
 
 MLFLOW_BIN = Path(sys.executable).with_name("mlflow")
 __all__ = ["MlflowServer", "free_port", "mlflow_server"]

@@ -1,4 +1,4 @@
-"""loopline.demo.settle: the loop of the flights project's generated DAGs is settled only when no run, no queued
+"""loopline_dev.demo.settle: the loop of the flights project's generated DAGs is settled only when no run, no queued
 asset event and no drifted report still waiting for the triggerer's watcher remain (on a fake REST API and a fake
 clock); lost asset events are run by hand per model over exactly their days."""
 
@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopline import demo
 from loopline.settings import Settings
+from loopline_dev import demo
 
 pytestmark = pytest.mark.unit
 

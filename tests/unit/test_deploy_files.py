@@ -83,13 +83,13 @@ def test_dockerfile_builds_on_the_official_image_with_the_lock() -> None:
 # -- docker-compose.yaml and the process topology (`make stack`) stay one topology -------------------------
 def _production_stack(tmp_path: Path):  # type: ignore[no-untyped-def]
     from loopline.settings import Settings
-    from loopline.stack import Stack, StackConfig
+    from loopline_dev.stack import Stack, StackConfig
 
     return Stack(StackConfig.production(tmp_path, workers=2, concurrency=2), Settings(home=tmp_path))
 
 
 def test_process_topology_has_every_compose_service(compose: dict, tmp_path: Path) -> None:
-    from loopline.stack import COMPOSE_SERVICES
+    from loopline_dev.stack import COMPOSE_SERVICES
 
     stack = _production_stack(tmp_path)
     assert set(compose["services"]) == set(COMPOSE_SERVICES)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 from loopline.settings import Settings
-from loopline.stack import (
+from loopline_dev.stack import (
     CELERY_TASK_QUEUED_CHECK_INTERVAL,
     CELERY_TASK_QUEUED_TIMEOUT,
     REDIS_CLAIM_KEY,
@@ -280,7 +280,7 @@ def test_a_wider_secrets_folder_from_an_older_stack_is_narrowed(tmp_path: Path) 
 
 def test_make_stack_prints_no_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from loopline import stack as stack_module
+    from loopline_dev import stack as stack_module
 
     monkeypatch.setattr(stack_module.Stack, "start", lambda self, timeout=240: self)
     stack_module.main(["up", "--home", str(tmp_path), "--pg-url", PG_WITH_PASSWORD,

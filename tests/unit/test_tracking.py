@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from loopline.settings import Settings
-from loopline.stack import free_port
 from loopline.tracking import TrackingServerUnavailableError, client, tracking_server_errors
+from loopline_dev.stack import free_port
 
 pytestmark = pytest.mark.unit
 

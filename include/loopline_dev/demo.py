@@ -13,8 +13,8 @@
    keeps the replay close to data order (the model a day is scored with is the one production would have had).
 5. Stop everything; print the summary and write it to ``.loopline/demo-summary.json``.
 
-``python -m loopline.demo up`` starts the same stack on the same data and leaves it running (UI addresses and
-the admin password file are printed); ``python -m loopline.demo down`` stops it.
+``python -m loopline_dev.demo up`` starts the same stack on the same data and leaves it running (UI addresses and
+the admin password file are printed); ``python -m loopline_dev.demo down`` stops it.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopline.airflow_client import AirflowClient
 from loopline.project import ModelNames, Project, discover, load_project, model_names, project_names
 from loopline.project.loader import BUILTIN_ROOT
 from loopline.settings import Settings
-from loopline.stack import Stack, StackConfig, reset_home, stop_from_state
 from loopline.store import PartitionStore
+
+from loopline_dev.rest import AirflowClient
+from loopline_dev.stack import Stack, StackConfig, reset_home, stop_from_state
 
 ACTIVE = ("queued", "running")
 RUN_TYPES = ("backfill", "scheduled", "manual", "operator_triggered", "asset_triggered", "asset_materialization")
@@ -508,7 +509,7 @@ def _day(s: str) -> dt.date:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loopline.demo", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m loopline_dev.demo", description=__doc__.split("\n")[0])
     p.add_argument("command", nargs="?", default="run", choices=["run", "up", "down"])
     p.add_argument("--project", default=None, help="the project to replay (default: the one in include/projects/)")
     p.add_argument("--home", default=".loopline/demo", help="state folder (wiped by `run`)")

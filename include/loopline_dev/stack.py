@@ -11,7 +11,7 @@ Every process listens on loopback, runs in its own session (so stopping kills it
 logs to ``<home>/logs/<name>.log``. The running stack is described in ``<home>/stack.json`` so another
 command (``make down``) can stop exactly what was started.
 
-``python -m loopline.stack up|down|restart NAME|status`` is the command line behind ``make stack`` and
+``python -m loopline_dev.stack up|down|restart NAME|status`` is the command line behind ``make stack`` and
 ``make stack-down``. This module starts processes; it does not import Airflow.
 """
 
@@ -365,7 +365,7 @@ class Stack:
                     self.restarts[name] = count + 1
                     logs = self.config.home / "logs" / f"{name}.log"
                     with logs.open("a") as fh:
-                        fh.write(f"\n=== loopline.stack: {name} exited with {proc.returncode}; "
+                        fh.write(f"\n=== loopline_dev.stack: {name} exited with {proc.returncode}; "
                                  f"restart {count + 1} ===\n")
                     self._spawn(name, *self.command(name))
 
@@ -557,7 +557,7 @@ class Stack:
         config_dir = self.config.airflow_home / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "airflow_local_settings.py").write_text(
-            '"""Written by loopline.stack: SQLite lock timeout, and warm the processes that fork tasks."""\n'
+            '"""Written by loopline_dev.stack: SQLite lock timeout, and warm the processes that fork tasks."""\n'
             "import os\n\n"
             "connect_args = {\"timeout\": float(os.environ.get(\"LOOPLINE_SQLITE_TIMEOUT\", \"60\"))}\n\n"
             'if os.environ.get("LOOPLINE_PRELOAD") == "1":\n'
@@ -919,7 +919,7 @@ def _production_config(args: argparse.Namespace) -> StackConfig:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m loopline.stack",
+        prog="python -m loopline_dev.stack",
         description="The production topology as local processes: Airflow on PostgreSQL with CeleryExecutor on "
                     "Redis, api-server, scheduler, dag-processor, triggerer, Celery workers, MLflow on PostgreSQL.")
     p.add_argument("command", choices=["up", "down", "restart", "status"])
