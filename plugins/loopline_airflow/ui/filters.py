@@ -163,10 +163,13 @@ def apply(data: dict[str, Any], flt: PageFilter, src: Sources) -> dict[str, Any]
     data["filter"] = flt.as_dict()
     if flt.project and not data.get("projects") and not data.get("message"):
         data["message"] = f"no project {flt.project!r}" + (f" with a model {flt.model!r}" if flt.model else "")
+    projects: dict[str, Any] | None = None
     for project in data.get("projects") or []:
         for model in project.get("models") or []:
             if flt.days:
-                model["drift"] = _drift_of_days(src, project["project"], model, flt.days)
+                if projects is None:  # read once per page, and only when a day is outside the page's window
+                    projects = {f.project.project: f.project for f in src.projects() if f.project is not None}
+                model["drift"] = _drift_of_days(src, projects.get(project["project"]), model, flt.days)
             if flt.decisions_of_run and isinstance(model.get("registry"), dict):
                 registry = model["registry"] = dict(model["registry"])
                 registry["timeline"] = [r for r in registry.get("timeline") or []
@@ -174,34 +177,40 @@ def apply(data: dict[str, Any], flt: PageFilter, src: Sources) -> dict[str, Any]
     return data
 
 
-def _drift_of_days(src: Sources, project_name: str, model: Mapping[str, Any], days: tuple[str, ...]) -> Any:
-    """The model's drift summary restricted to ``days``; days older than the page's window are read here."""
-    from loopline_airflow.ui.data import report_summary
+def _drift_of_days(src: Sources, project: Any, model: Mapping[str, Any], days: tuple[str, ...]) -> Any:
+    """The model's drift summary restricted to ``days``; a day older than the page's window is read here, through
+    the page's cache of report summaries (the same key as :func:`loopline_airflow.ui.data.drift_days`)."""
+    from loopline.project.names import model_names
+    from loopline.reports import read_drift_report
+
+    from loopline_airflow.ui.data import REPORT_CACHE, report_summary
 
     drift = dict(model.get("drift") or {})
-    if drift.get("message") and not drift.get("days"):
-        if not str(drift["message"]).startswith("no drift report yet"):
-            return drift  # the store is unreadable: say that, not "no report for this day"
+    message = str(drift.get("message") or "")
+    if message and not drift.get("days") and not message.startswith("no drift report yet"):
+        return drift  # the store is unreadable: say that, not "no report for this day"
     have = {d.get("ds"): d for d in drift.get("days") or []}
     out = []
     for day in days:
         if day in have:
             out.append(have[day])
             continue
+        if project is None:
+            continue
         try:
-            from loopline.reports import read_drift_report
+            store = src.store()
+            fsv, dataset = str(project.features.version), model_names(project, model["model"]).drift_dataset
 
-            project = next(f.project for f in src.projects() if f.project and f.project.project == project_name)
-            from loopline.project.names import model_names
+            def read(day: str = day, store: Any = store, fsv: str = fsv, dataset: str = dataset) -> Any:
+                report = read_drift_report(store, fsv, dt.date.fromisoformat(day), dataset=dataset)
+                return None if report is None else report_summary(report)
 
-            dataset = model_names(project, model["model"]).drift_dataset
-            report = read_drift_report(src.store(), str(project.features.version), dt.date.fromisoformat(day),
-                                       dataset=dataset)
+            summary = REPORT_CACHE.get_or_set((store.root, dataset, fsv, day), read)
         except Exception as exc:
             out.append({"ds": day, "error": f"cannot read report: {type(exc).__name__}: {exc}"})
             continue
-        if report is not None:
-            out.append(report_summary(report))
+        if summary is not None:
+            out.append(summary)
     drift["days"] = out
     features = {name for d in out for name in (d.get("psi") or {})}
     drift["features"] = [f for f in drift.get("features") or [] if f in features] + sorted(

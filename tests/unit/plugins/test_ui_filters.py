@@ -147,3 +147,17 @@ def test_validation_result_of_a_failed_a_passed_and_an_unknown_day(store: Partit
     assert none.status_code == 404 and "no validation result and no features for 2013-03-09" in none.text
     assert client.get("/loopline/validation/nope/2013-03-05.html", headers=headers).status_code == 404
     assert client.get("/loopline/validation/flights/2013-03-05.html").status_code == 401
+
+
+def test_a_day_older_than_the_pages_window_is_read_for_the_filter(store, registry_uri, auth, monkeypatch) -> None:
+    from loopline_airflow.ui import data as page_data
+
+    monkeypatch.setattr(page_data.drift_days, "__defaults__", (1,))  # the page keeps only the newest day
+    client = _client(_sources(store, registry_uri))
+    headers = {"Authorization": auth["Authorization"]}
+    newest = client.get("/loopline/api/models", params={"dag_id": "flights.disruption.drift"}, headers=headers)
+    assert [d["ds"] for d in newest.json()["projects"][0]["models"][0]["drift"]["days"]] == ["2013-03-02"]
+    old = client.get("/loopline/api/models", params={"dag_id": "flights.disruption.drift", "ds": "2013-03-01"},
+                     headers=headers).json()
+    [day] = old["projects"][0]["models"][0]["drift"]["days"]
+    assert day["ds"] == "2013-03-01" and day["psi"] == {"temp": 0.0412, "distance": 0.0031}
