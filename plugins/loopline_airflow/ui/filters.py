@@ -239,6 +239,6 @@ def banner(flt: PageFilter, prefix: str) -> str:
         shown = ", ".join(flt.days[:5]) + (f" … ({len(flt.days)} days)" if len(flt.days) > 5 else "")
         parts.append(f"day(s) <b>{escape(shown)}</b>")
     text = f'<p class="filter">Showing {" · ".join(parts)} · <a href="{escape(prefix)}/">all models</a></p>'
-    if flt.message:
+    if flt.message and flt.project is not None:  # a DAG that is not Loopline's: the page's own message says it
         text += f'<p class="note filter-message">{escape(flt.message)}</p>'
     return text
