@@ -28,6 +28,7 @@ from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetabl
 from loopline.project import Found, discover, model_names, project_names
 
 from loopline_airflow.dag_defaults import default_args
+from loopline_airflow.links import DriftReportLink, MLflowModelVersionLink, MLflowRunLink, ValidationResultLink
 
 if TYPE_CHECKING:
     from loopline.project import Project
@@ -102,8 +103,13 @@ def features_dag(p: Project) -> DAG:
 
             return build_features(p.project, context)  # type: ignore[arg-type]
 
-        build()
+        _links(build(), ValidationResultLink())
     return dag
+
+
+def _links(task_output: Any, *links: Any) -> None:
+    """Attach extra links to a ``@task`` task (operator classes declare theirs; see :mod:`loopline_airflow.links`)."""
+    task_output.operator.operator_extra_links = links
 
 
 def _range_params() -> dict[str, Param]:
@@ -112,7 +118,7 @@ def _range_params() -> dict[str, Param]:
 
 
 def _daily_model_dag(p: Project, model: str, step: str, task_id: str, on: str, emits: str, doc: str,
-                     body: str) -> DAG:
+                     body: str, links: tuple[Any, ...] = ()) -> DAG:
     """A model DAG run on an upstream asset (or a manual day range) whose one task calls ``project_tasks.<body>``."""
     names = model_names(p, model)
     with DAG(**_common(p, names.dag(step), names.tags, doc, schedule=[Asset(name=on, group="loopline")],
@@ -124,7 +130,7 @@ def _daily_model_dag(p: Project, model: str, step: str, task_id: str, on: str, e
             result: dict[str, Any] = getattr(project_tasks, body)(p.project, model, context)
             return result
 
-        run()
+        _links(run(), *links)
     return dag
 
 
@@ -142,7 +148,7 @@ def drift_dag(p: Project, model: str) -> DAG:
            f"{p.models[model].drift.window_days}-day window against the reference of the version that scored it "
            f"(PSI, KL, JS per feature; prediction drift; decay once labels arrive) → `{names.drift_dataset}`.")
     return _daily_model_dag(p, model, "drift", "check_drift", names.predictions_asset, names.drift_reports_asset, doc,
-                            "monitor_days")
+                            "monitor_days", links=(DriftReportLink(),))
 
 
 def retrain_dag(p: Project, model: str) -> DAG:
@@ -197,6 +203,7 @@ def retrain_dag(p: Project, model: str) -> DAG:
         planned = plan()
         checks = validate(planned)
         trained = train(planned, checks)
+        _links(trained, MLflowRunLink(), MLflowModelVersionLink())
         promote = MLflowModelPromotionOperator(
             task_id="promote", model_name=names.registered_model, project=p.project, project_model=model,
             candidate_version="{{ ti.xcom_pull(task_ids='train_challenger')['version'] }}",

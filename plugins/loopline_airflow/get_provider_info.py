@@ -45,6 +45,12 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["loopline_airflow.sensors.drift"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": ["loopline_airflow.triggers.drift"]}],
+        "extra-links": [
+            "loopline_airflow.links.MLflowRunLink",
+            "loopline_airflow.links.MLflowModelVersionLink",
+            "loopline_airflow.links.DriftReportLink",
+            "loopline_airflow.links.ValidationResultLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "mlflow",

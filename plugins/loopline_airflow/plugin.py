@@ -36,4 +36,18 @@ class LooplinePlugin(AirflowPlugin):
             "destination": "nav",
             "url_route": "loopline",
         },
+        # Tabs on every DAG and DAG-run page (Airflow 3.3 has no per-DAG condition for plugin tabs): the page
+        # filtered to the DAG's project and model, and to the run's days; any other DAG reads "not a Loopline DAG".
+        {
+            "name": "Loopline",
+            "href": f"{URL_PREFIX}/?dag_id={{DAG_ID}}",
+            "destination": "dag",
+            "url_route": "loopline_dag",
+        },
+        {
+            "name": "Loopline",
+            "href": f"{URL_PREFIX}/?dag_id={{DAG_ID}}&run_id={{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "loopline_dag_run",
+        },
     ]

@@ -49,6 +49,7 @@ def test_the_features_dag_builds_a_day_and_skips_a_day_without_data(bikes: Bikes
     runs = dag_test("bikes.features", [{"conf": {"ds": day.isoformat()}}, {"conf": {"ds": "2030-01-01"}}],
                     bikes.env, file=FILE)
     assert [r["tis"]["build_features"] for r in runs] == ["success", "skipped"]
+    assert runs[0]["links"] == {"build_features:Validation result": f"/loopline/validation/bikes/{day}.html"}
     manifest = bikes.store.manifest("bikes/features", "2", day)
     assert manifest.rows == 220
 
@@ -58,6 +59,8 @@ def test_a_day_that_does_not_fit_the_project_fails_and_writes_nothing(bikes: Bik
     day_frame(day, 220).drop(columns=["temp_f"]).to_csv(bikes.folder / "rentals" / f"ds={day}.csv", index=False)
     [run] = dag_test("bikes.features", [{"conf": {"ds": day.isoformat()}}], bikes.env, file=FILE)
     assert run["tis"] == {"build_features": "failed"}
+    # the failed day's link still opens its validation result (written beside the partition)
+    assert run["links"] == {"build_features:Validation result": f"/loopline/validation/bikes/{day}.html"}
     assert not bikes.store.exists("bikes/features", "2", day)
     assert bikes.store.exists("bikes/features", "2", START)  # other days untouched
 
@@ -70,6 +73,13 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
     mv = client(bikes.model).get_model_version("bikes.duration", "1")
     assert mv.tags["loopline.trigger"] == "manual" and mv.tags["loopline.decision"] == "promote"
     assert mv.tags["loopline.project"] == "bikes" and mv.tags["loopline.task"] == "regression"
+    ui = bikes.env["LOOPLINE_MLFLOW_TRACKING_URI"].rstrip("/")
+    assert run["links"] == {
+        "train_challenger:MLflow run": f"{ui}/#/runs/{mv.run_id}",
+        "train_challenger:MLflow model version": f"{ui}/#/models/bikes.duration/versions/1",
+        "promote:MLflow run": f"{ui}/#/runs/{mv.run_id}",
+        "promote:MLflow model version": f"{ui}/#/models/bikes.duration/versions/1",
+    }
 
     days = [AS_OF + dt.timedelta(days=i) for i in range(2)]  # featured by the fixture
     conf = {"start_ds": days[0].isoformat(), "end_ds": days[-1].isoformat()}
@@ -80,6 +90,7 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
         assert set(preds["model_version"]) == {"1"} and preds["score"].max() > 1.0  # minutes, not probabilities
     [checked] = dag_test("bikes.duration.drift", [{"conf": conf}], bikes.env, file=FILE)
     assert checked["tis"] == {"check_drift": "success"}
+    assert checked["links"] == {"check_drift:Drift report": f"/loopline/reports/bikes/duration/{days[-1]}.html"}
     report = read_drift_report(bikes.store, "2", days[-1], dataset="bikes/duration/drift")
     assert report is not None and report["model_name"] == "bikes.duration"
     assert set(report["features"]) >= {"station", "temp_c", "bike_type"}
@@ -97,4 +108,6 @@ def test_a_second_champion_and_a_rollback(bikes: Bikes) -> None:
         pytest.skip("the forced challenger was worse and rightly rejected; nothing to roll back")
     [back] = dag_test("bikes.duration.rollback", [{"conf": {"reason": "test"}}], bikes.env, file=FILE)
     assert back["tis"] == {"rollback": "success"}
+    ui = bikes.env["LOOPLINE_MLFLOW_TRACKING_URI"].rstrip("/")
+    assert back["links"] == {"rollback:MLflow model version": f"{ui}/#/models/bikes.duration/versions/1"}
     assert resolve_alias(bikes.model, CHAMPION) == "1"

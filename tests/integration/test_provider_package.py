@@ -106,6 +106,14 @@ def test_airflow_lists_the_provider_and_the_mlflow_connection_type(installed: Pa
     assert any("mlflow" in json.dumps(b) for b in behaviours)
 
 
+def test_airflow_lists_the_extra_links(installed: Path, tmp_path: Path):
+    # The providers manager imports each class named under extra-links and keeps only those that import.
+    links = _json(_run(installed, tmp_path, AIRFLOW_CLI, "providers", "links", "-o", "json"))
+    names = {link["extra_link_class_name"] for link in links}
+    assert {f"loopline_airflow.links.{cls}" for cls in ("MLflowRunLink", "MLflowModelVersionLink", "DriftReportLink",
+                                                        "ValidationResultLink")} <= names
+
+
 def test_the_plugin_loads_once_from_the_entry_point(installed: Path, tmp_path: Path):
     # With the project's own plugins folder too (as `make stack` and the Docker image run it): the folder's
     # module stands aside, so Airflow reports no "already registered" import error.

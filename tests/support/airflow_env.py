@@ -31,7 +31,15 @@ for run in json.loads(sys.argv[2]):
         kwargs["logical_date"] = None
     dr = dag.test(**kwargs)
     tis = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dr.get_task_instances()}
-    print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis}), flush=True)
+    # The extra links as the api-server reads them: from the XCom the task runner stored when each task finished.
+    from airflow.serialization.definitions.operatorlink import XComOperatorLink
+    links = {}
+    for ti in dr.get_task_instances():
+        for link in getattr(dag.get_task(ti.task_id), "operator_extra_links", ()) or ():
+            url = XComOperatorLink(name=link.name, xcom_key=link.xcom_key).get_link(None, ti_key=ti.key)
+            links[ti.task_id + ":" + link.name] = url
+    print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis,
+                                  "links": links}), flush=True)
 """
 
 
@@ -62,7 +70,9 @@ def migrate(env: dict[str, str]) -> None:
 def dag_test(
     dag_id: str, runs: list[dict[str, Any]], env: dict[str, str], timeout: float = 600, *, file: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``runs``: ``[{"logical_date": "2013-01-05", "conf": {...}}, ...]``; returns one result per run.
+    """``runs``: ``[{"logical_date": "2013-01-05", "conf": {...}}, ...]``; returns one result per run: its
+    ``state``, each task's state (``tis``) and each task's extra links (``links``, ``"task_id:link name"`` → URL,
+    "" when the task stored none).
 
     ``file`` names the DAG file (in ``dags/``) when it is not ``<dag_id>.py``: the generated project DAGs all
     live in ``loopline_projects.py``.

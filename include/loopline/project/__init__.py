@@ -16,13 +16,14 @@ from loopline.project.loader import (
     resolve,
     search_roots,
 )
-from loopline.project.names import ModelNames, ProjectNames, model_names, project_names
+from loopline.project.names import DagName, ModelNames, ProjectNames, model_names, parse_dag_id, project_names
 from loopline.project.spec import Column, Model, Project, Source
 
 __all__ = [
     "PROJECTS_PATH_ENV",
     "PROJECT_FILE",
     "Column",
+    "DagName",
     "Found",
     "Model",
     "ModelNames",
@@ -34,6 +35,7 @@ __all__ = [
     "load_file",
     "load_project",
     "model_names",
+    "parse_dag_id",
     "project_names",
     "resolve",
     "search_roots",

@@ -5,6 +5,7 @@ the docs, the DAGs and the store agree:
 
 =====================  ==========================================
 DAG ids                ``P.features``, ``P.M.score``, ``P.M.drift``, ``P.M.retrain``, ``P.M.rollback``
+                       (read back by :func:`parse_dag_id`)
 assets                 ``loopline.P.features``, ``loopline.P.M.predictions``, ``loopline.P.M.drift_reports``,
                        ``loopline.P.M.drift``
 store datasets         ``P/raw/<source>``, ``P/features`` (under ``v=<features.version>``),
@@ -17,11 +18,16 @@ tags                   ``loopline``, ``project:P``, ``model:M``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from loopline.project.spec import Project
+from loopline.project.spec import NAME_PATTERN, Project
 
 STEPS = ("score", "drift", "retrain", "rollback")
+FEATURES_STEP = "features"
+_NAME = NAME_PATTERN.strip("^$")
+_DAG_ID_RE = re.compile(rf"^(?P<project>{_NAME})\.(?:(?P<features>{FEATURES_STEP})|(?P<model>{_NAME})\."
+                        rf"(?P<step>{'|'.join(STEPS)}))$")
 
 
 @dataclass(frozen=True)
@@ -99,3 +105,26 @@ def project_names(project: Project) -> ProjectNames:
 def model_names(project: Project, model: str) -> ModelNames:
     spec = project.models[model]
     return ModelNames(project.project, model, spec.registered_model_name or f"{project.project}.{model}")
+
+
+@dataclass(frozen=True)
+class DagName:
+    """What a Loopline DAG id says: its project, its model (None for the features DAG) and its step."""
+
+    project: str
+    model: str | None
+    step: str
+
+
+def parse_dag_id(dag_id: str) -> DagName | None:
+    """The project, model and step a DAG id of this scheme names, or None for any other DAG id.
+
+    Project and model names match ``NAME_PATTERN`` (no dot), so ``P.features`` and ``P.M.<step>`` read back
+    without ambiguity; this is the inverse of :attr:`ProjectNames.features_dag` and :meth:`ModelNames.dag`.
+    """
+    match = _DAG_ID_RE.match(dag_id)
+    if match is None:
+        return None
+    if match["features"]:
+        return DagName(match["project"], None, FEATURES_STEP)
+    return DagName(match["project"], match["model"], match["step"])

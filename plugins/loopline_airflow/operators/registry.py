@@ -19,6 +19,7 @@ from loopline_airflow.exceptions import (
     LooplineUnsafeModelError,
 )
 from loopline_airflow.hooks.mlflow import MLflowHook
+from loopline_airflow.links import MLflowModelVersionLink, MLflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -153,7 +154,8 @@ class MLflowModelPromotionOperator(_RegistryOperator):
 
     Returns (XCom) the decision record: ``{"action": "promote"|"reject", "reason", "model_name",
     "candidate_version", "champion_version" (the champion it was compared with), "metric", "delta",
-    "candidate_metrics", "champion_metrics", "window", "comparison", "guardrails", "context", ...}``.
+    "candidate_metrics", "champion_metrics", "window", "comparison", "guardrails", "context", ...}``, plus
+    ``candidate_run_id`` (the candidate's MLflow run, for the task's "MLflow run" link).
 
     :param candidate_version: Version to judge, usually ``"{{ ti.xcom_pull('train')['version'] }}"``.
     :param model_name: Registered model (default: ``LOOPLINE_MODEL_NAME``).
@@ -176,6 +178,7 @@ class MLflowModelPromotionOperator(_RegistryOperator):
         "store_root",
     )
     ui_color = "#d6eaf8"
+    operator_extra_links = (MLflowRunLink(), MLflowModelVersionLink())
 
     def __init__(
         self,
@@ -237,7 +240,16 @@ class MLflowModelPromotionOperator(_RegistryOperator):
                 **self._project_judging(),
             )
         self.log.info("Decision for %s v%s: %s — %s", registry.name, version, result["action"], result["reason"])
-        return result
+        return {**result, "candidate_run_id": self._run_id(registry, version)}
+
+    def _run_id(self, registry: Registry, version: str) -> str | None:
+        """The candidate's MLflow run (for the link only: a failed lookup costs the link, not the decision)."""
+        try:
+            run_id = registry.version(version).run_id
+        except Exception as exc:
+            self.log.warning("no MLflow run link for %s v%s: %s", registry.name, version, exc)
+            return None
+        return str(run_id) if run_id else None
 
     def _project_judging(self) -> dict[str, Any]:
         """Where a project model's features are and how its task judges it (none: the flights classifier)."""
@@ -271,6 +283,7 @@ class MLflowModelRollbackOperator(_RegistryOperator):
 
     template_fields: Sequence[str] = ("model_name", "to_version", "reason")
     ui_color = "#fadbd8"
+    operator_extra_links = (MLflowModelVersionLink(),)
 
     def __init__(self, *, to_version: str | None = None, reason: str = "manual rollback", **kwargs: Any) -> None:
         super().__init__(**kwargs)

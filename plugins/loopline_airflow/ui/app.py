@@ -10,19 +10,26 @@ Routes:
 
 - ``GET /`` — the page (HTML);
 - ``GET /api/models`` — the same data as JSON;
-- ``GET /reports/{project}/{model}/{ds}.html`` — one day's drift report page, from the store.
+- ``GET /reports/{project}/{model}/{ds}.html`` — one day's drift report page, from the store;
+- ``GET /validation/{project}/{ds}.html`` (and ``.json``) — one features day's validation result.
+
+``/`` and ``/api/models`` take the filter of the DAG and DAG-run tabs as query parameters: ``dag_id``,
+``run_id``, ``project``, ``model``, ``ds`` (:mod:`loopline_airflow.ui.filters`). With ``dag_id``, Airflow's
+``requires_access_dag`` reads it too and authorizes read access to *that* DAG (as its own DAG routes do).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from loopline_airflow.ui import filters
 from loopline_airflow.ui.data import Sources, TTLCache, overview
 from loopline_airflow.ui.html import render_message, render_page
 
@@ -44,21 +51,50 @@ def _project(sources: Sources, name: str) -> Project | None:
     return next((f.project for f in sources.projects() if f.project is not None and f.project.project == name), None)
 
 
-def create_app(sources: Sources | None = None) -> FastAPI:
-    """The app; ``sources`` say where to read (default: the DAGs' projects, store and MLflow connection)."""
+def create_app(sources: Sources | None = None,
+               run_days: Callable[[str, str], list[str] | None] = filters.run_days_from_db) -> FastAPI:
+    """The app; ``sources`` say where to read (default: the DAGs' projects, store and MLflow connection),
+    ``run_days`` where a DAG run's days are read (default: Airflow's metadata DB)."""
     src = sources or Sources()
     app = FastAPI(
         title="Loopline", docs_url=None, redoc_url=None, openapi_url=None,
         dependencies=[Depends(requires_access_dag(method="GET"))],
     )
 
+    def filtered(flt: filters.PageFilter) -> dict[str, Any]:
+        if flt.dag_id and flt.project is None:  # not a Loopline DAG: nothing of it to show
+            return {"projects": [], "message": flt.message, "filter": flt.as_dict()}
+        if not flt.active:
+            return overview(src)
+        return filters.apply(overview(filters.filtered_sources(src, flt)), flt, src)
+
     @app.get("/", response_class=HTMLResponse)
-    def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(render_page(overview(src), _prefix(request)))
+    def page(request: Request, dag_id: str | None = None, run_id: str | None = None, project: str | None = None,
+             model: str | None = None, ds: str | None = None) -> HTMLResponse:
+        flt = filters.resolve(dag_id, run_id, project, model, ds, run_days=run_days)
+        prefix = _prefix(request)
+        return HTMLResponse(render_page(filtered(flt), prefix, notice_html=filters.banner(flt, prefix)))
 
     @app.get("/api/models")
-    def models() -> JSONResponse:
-        return JSONResponse(overview(src))
+    def models(dag_id: str | None = None, run_id: str | None = None, project: str | None = None,
+               model: str | None = None, ds: str | None = None) -> JSONResponse:
+        return JSONResponse(filtered(filters.resolve(dag_id, run_id, project, model, ds, run_days=run_days)))
+
+    @app.get("/validation/{project}/{ds}.html", response_class=HTMLResponse)
+    def validation_html(project: str, ds: str) -> HTMLResponse:
+        from loopline_airflow.ui.validation import validation_result
+
+        status, body, _ = validation_result(src, project, ds)
+        return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": REPORT_CSP})
+
+    @app.get("/validation/{project}/{ds}.json")
+    def validation_json(project: str, ds: str) -> Response:
+        from loopline_airflow.ui.validation import validation_result
+
+        status, body, raw = validation_result(src, project, ds)
+        if raw is None:
+            return HTMLResponse(body, status_code=404 if status == 200 else status)
+        return Response(raw, media_type="application/json")
 
     @app.get("/reports/{project}/{model}/{ds}.html", response_class=HTMLResponse)
     def report_html(project: str, model: str, ds: str) -> HTMLResponse:

@@ -135,10 +135,11 @@ def _heatmap(model: Mapping[str, Any], prefix: str) -> str:
     return "".join(parts)
 
 
-def render_page(data: Mapping[str, Any], prefix: str) -> str:
-    """The whole page for :func:`loopline_airflow.ui.data.overview`'s result; ``prefix`` is the mount path."""
+def render_page(data: Mapping[str, Any], prefix: str, notice_html: str = "") -> str:
+    """The whole page for :func:`loopline_airflow.ui.data.overview`'s result; ``prefix`` is the mount path;
+    ``notice_html`` (already escaped) goes under the title (the filter of the DAG and DAG-run tabs)."""
     parts = ["<!doctype html><html><head><meta charset=\"utf-8\"><title>Loopline</title>",
-             f"<style>{CSS}</style></head><body><h1>Loopline: models, champions and drift</h1>",
+             f"<style>{CSS}</style></head><body><h1>Loopline: models, champions and drift</h1>", notice_html,
              f'<p class="note">Read from the MLflow registry and the store when the page loads · '
              f'<a href="{prefix}/api/models">JSON</a></p>']
     if data.get("message"):

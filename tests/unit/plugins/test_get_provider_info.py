@@ -63,6 +63,15 @@ def test_every_module_and_class_imports():
         module, _, cls = conn["hook-class-name"].rpartition(".")
         hook = getattr(importlib.import_module(module), cls)
         assert hook.conn_type == conn["connection-type"] and hook.hook_name == conn["hook-name"]
+    from airflow.sdk import BaseOperatorLink
+    from loopline_airflow.links import LINK_CLASSES
+
+    links = []
+    for path in info["extra-links"]:
+        module, _, cls = path.rpartition(".")
+        links.append(getattr(importlib.import_module(module), cls))
+    assert all(issubclass(link, BaseOperatorLink) for link in links)
+    assert set(links) == set(LINK_CLASSES)  # every link class is registered
     integrations = {i["integration-name"] for i in info["integrations"]}
     assert {item["integration-name"] for key in ("hooks", "operators", "sensors", "triggers")
             for item in info[key]} <= integrations
