@@ -493,7 +493,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> None:
     if proposal is not None:
         print(fmt_row(f"chunked proposal: {proposal['workers']} workers x 1 OMP thr", f"{args.batch_rows:,}", proposal))
     print("-" * len(HEADER))
-    print(f"in-memory breakdown: read {inmem['read_s']:.2f} s, model_input+predict_proba {inmem['predict_s']:.2f} s, "
+    print(f"in-memory breakdown: read {inmem['read_s']:.2f} s, model_frame+predict_proba {inmem['predict_s']:.2f} s, "
           f"write {inmem['write_s']:.2f} s")
     print(f"RSS after imports + model load: chunked {chunked['rss_before_mib']:,.0f} MiB, "
           f"in-memory {inmem['rss_before_mib']:,.0f} MiB; CPU s = user+sys of the timed part (2 cores: up to 2× "

@@ -327,8 +327,8 @@ def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _run_store_verify(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from loopline.pipeline import store_for
     from loopline.settings import Settings, SettingsError
+    from loopline.steps import store_for
     from loopline.store import StoreAccessError
 
     try:

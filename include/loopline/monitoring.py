@@ -2,7 +2,7 @@
 
 The check for day d reads the partitions of d - drift_window_days + 1 .. d and the profile logged with the
 model version that scored d — never the training data. Why a window: features that are constant within a
-day (that day's weather, its weekday) make any single day look drifted against weeks of training data; a
+day (a day's weekday, its temperature) make any single day look drifted against weeks of training data; a
 two-week window keeps the share of drifted features inside the training season well below the default 0.5
 (see README for the measured figures). Concept drift uses the window's labels before d (a day's outcomes
 are known the next day).
@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopline.features import FEATURES_DATASET, model_columns
-from loopline.reports import DRIFT
-from loopline.scoring import PREDICTIONS_DATASET
 from loopline.settings import Settings
 from loopline.store import PartitionStore, as_day
 
@@ -45,7 +42,8 @@ class DayCheck:
 
 @dataclass(frozen=True)
 class Monitored:
-    """What a drift check needs to know about a model: where its data is and how to read its labels."""
+    """What a drift check needs to know about a model: where its data is and how to read its labels
+    (``loopline.steps.monitored_spec`` of a project model)."""
 
     features_dataset: str
     predictions_dataset: str
@@ -58,13 +56,6 @@ class Monitored:
     task: str
     window_days: int
     model_name: str
-
-    @classmethod
-    def flights(cls, settings: Settings) -> Monitored:
-        """The flights classifier the DAGs monitor (until they are generated from projects)."""
-        fsv = settings.feature_set_version
-        return cls(FEATURES_DATASET, PREDICTIONS_DATASET, DRIFT, fsv, tuple(model_columns(fsv)), ("flight_id",),
-                   "label", 1, "binary_classification", settings.drift_window_days, settings.model_name)
 
 
 @functools.lru_cache(maxsize=8)
@@ -128,8 +119,8 @@ def performance_for(
     return performance_decay(reference, current, config)
 
 
-def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
-              config: DriftConfig | None = None, monitored: Monitored | None = None) -> DayCheck:
+def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date, *, monitored: Monitored,
+              config: DriftConfig | None = None) -> DayCheck:
     """Compare the window ending at ``ds`` with the reference of the model version that scored ``ds``.
 
     Features are compared over every day of the window (they do not depend on the model). Prediction drift
@@ -141,7 +132,7 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
     from loopline.reports import write_drift_report
 
     day = as_day(ds)
-    m = monitored or Monitored.flights(settings)
+    m = monitored
     fsv = m.version
     cfg = config or DriftConfig.from_env(None, drift_share=float(os.environ.get("LOOPLINE_DRIFT_SHARE",
                                                                                  settings.drift_share)))

@@ -364,15 +364,16 @@ def compare_on_same_window(
     *,
     store: PartitionStore | None = None,
     settings: Settings | None = None,
+    dataset: str,
+    evaluate: Callable[[Any, Any, str], dict[str, float]],
     load_model: Callable[[str], Any] | None = None,
-    dataset: str | None = None,
-    evaluate: Callable[[Any, Any, str], dict[str, float]] | None = None,
 ) -> Comparison:
     """Metrics of the candidate and the champion on the candidate's validation window.
 
     Equal logged windows (validation start, end, feature-set version): the logged metrics are compared.
     Different windows: both models are loaded and evaluated now on the candidate's validation days read from
-    ``store`` — each on its own feature-set version of those days.
+    ``store`` (``dataset``: the project's features dataset) — each on its own feature-set version of those days,
+    with ``evaluate(model, frame, feature_set_version)`` (the model's task's metrics).
     """
     cand_mv = registry.version(candidate_version)
     cand_window = logged_window(cand_mv)
@@ -395,12 +396,9 @@ def compare_on_same_window(
         )
     champ_fsv = (champ_mv.tags or {}).get("loopline.feature_set_version") or cand_window["feature_set_version"]
     loader = load_model or _default_loader(settings, registry)
-    from loopline.features import FEATURES_DATASET
     from loopline.training import TrainingDataError
-    from loopline.training import evaluate as evaluate_flights
 
-    features = dataset or FEATURES_DATASET
-    judge = evaluate or evaluate_flights
+    features, judge = dataset, evaluate
 
     frames: dict[str, Any] = {}
 
@@ -536,8 +534,8 @@ def judge(
     store: PartitionStore | None = None,
     settings: Settings | None = None,
     context: Mapping[str, Any] | None = None,
-    dataset: str | None = None,
-    evaluate: Callable[[Any, Any, str], dict[str, float]] | None = None,
+    dataset: str,
+    evaluate: Callable[[Any, Any, str], dict[str, float]],
     load_model: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
     """The champion/challenger gate, end to end: the one implementation the promotion operator and

@@ -14,7 +14,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from loopline.features import FEATURES_DATASET
 from loopline.settings import Settings
 from loopline.store import PartitionStore, as_day
 
@@ -71,7 +70,7 @@ def latest_window_end(settings: Settings) -> dt.date | None:
 
 
 def plan(request: RetrainRequest, settings: Settings, store: PartitionStore, *,
-         features_dataset: str = FEATURES_DATASET) -> RetrainPlan:
+         features_dataset: str) -> RetrainPlan:
     """Turn a request into a plan; see the module docstring for the rules."""
     from loopline.tracking import CHAMPION, resolve_alias
 

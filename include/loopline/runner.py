@@ -97,9 +97,9 @@ def run_project(project: Project, start: dt.date, end: dt.date, *, settings: Set
                 store: PartitionStore | None = None) -> RunSummary:
     """Run the loop of ``project`` over ``start..end``; returns the summary (also the ``--summary`` JSON)."""
     from loopline import steps
-    from loopline.pipeline import store_for
     from loopline.project import project_names
     from loopline.retraining import latest_window_end
+    from loopline.steps import store_for
     from loopline.tracking import CHAMPION, resolve_alias
 
     cfg = settings or Settings.from_env()

@@ -11,31 +11,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loopline.features import FEATURES_DATASET, categorical_columns, model_columns
 from loopline.store import Manifest, PartitionStore, as_day
 
 if TYPE_CHECKING:
     import pandas as pd
 
-PREDICTIONS_DATASET = "predictions"
-PREDICTION_KEYS = ("flight_id", "ds", "scheduled_departure_utc")
-
 
 @dataclass(frozen=True)
 class Scored:
-    """What scoring needs to know about a model's data: inputs, keys and the task's prediction call."""
+    """What scoring needs to know about a model's data: inputs, keys, the task's prediction call and where the
+    features are read from and the predictions written to (``loopline.steps.scored_spec`` of a project model)."""
 
     columns: tuple[str, ...]
     categorical: tuple[str, ...]
     keys: tuple[str, ...]
-    task: str = "binary_classification"
-    features_dataset: str = FEATURES_DATASET
-    predictions_dataset: str = PREDICTIONS_DATASET
-
-    @classmethod
-    def flights(cls, version: str) -> Scored:
-        """The flights classifier the DAGs score (until they are generated from projects)."""
-        return cls(tuple(model_columns(version)), tuple(categorical_columns(version)), PREDICTION_KEYS)
+    task: str
+    features_dataset: str
+    predictions_dataset: str
 
 
 def score_batches(
@@ -44,18 +36,21 @@ def score_batches(
     version: str,
     model_name: str,
     model_version: str,
-    scored: Scored | None = None,
+    scored: Scored,
+    *,
+    empty_keys: pd.DataFrame | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Score record batches of a features partition; yields one predictions frame per batch.
 
     The ``score`` column holds the task's prediction: the positive-class probability of a binary classifier,
-    the predicted value of a regression.
+    the predicted value of a regression. Without batches one empty predictions frame is yielded, its key columns
+    typed like ``empty_keys`` (the features partition's keys) or as text.
     """
     import pandas as pd
 
     from loopline.tasktypes import task_type
 
-    spec = scored or Scored.flights(version)
+    spec = scored
     task = task_type(spec.task)
     produced = False
     key_dtypes: dict[str, Any] = {}
@@ -74,9 +69,9 @@ def score_batches(
         out["feature_set_version"] = pd.Series(version, index=out.index, dtype="string")
         yield out
     if not produced:  # an empty features partition still gets an (empty) predictions partition
+        if empty_keys is not None:
+            key_dtypes = {k: empty_keys[k].dtype for k in spec.keys if k in empty_keys.columns}
         empty = {k: pd.Series(dtype=key_dtypes.get(k, "string")) for k in spec.keys}
-        if "scheduled_departure_utc" in empty:
-            empty["scheduled_departure_utc"] = pd.Series(dtype="datetime64[us, UTC]")
         yield pd.DataFrame({**empty, "score": pd.Series(dtype="float64"),
                             "model_name": pd.Series(dtype="string"), "model_version": pd.Series(dtype="string"),
                             "feature_set_version": pd.Series(dtype="string")})
@@ -89,7 +84,9 @@ def score_batches_concurrently(
     model_name: str,
     model_version: str,
     workers: int,
-    scored: Scored | None = None,
+    scored: Scored,
+    *,
+    empty_keys: pd.DataFrame | None = None,
 ) -> Iterator[pd.DataFrame]:
     """:func:`score_batches` on ``workers`` threads, one OpenMP thread each, output in input order.
 
@@ -97,7 +94,7 @@ def score_batches_concurrently(
     scoring many small batches with two OpenMP threads spends most of its CPU busy-waiting at barriers
     (measured by ``benchmarks/scoring.py``: about half the CPU time went there). One OpenMP thread per batch
     and one batch per worker removes the barriers; prediction releases the GIL, so threads run in parallel.
-    At most ``workers`` batches are in flight, which bounds memory.
+    At most ``workers`` batches are being scored or waiting to be written at once, which bounds memory.
     """
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -123,7 +120,7 @@ def score_batches_concurrently(
         while pending:
             yield pending.popleft().result()
     if not submitted:  # an empty features partition still gets an (empty) predictions partition
-        yield from score_batches(model, iter(()), version, model_name, model_version, scored)
+        yield from score_batches(model, iter(()), version, model_name, model_version, scored, empty_keys=empty_keys)
 
 
 def score_partition(
@@ -137,20 +134,26 @@ def score_partition(
     batch_rows: int = 65_536,
     workers: int | None = None,
     extra: dict[str, Any] | None = None,
-    scored: Scored | None = None,
+    scored: Scored,
 ) -> Manifest:
     """Score the features partition of ``ds`` and write (or replace) its predictions partition.
 
     ``workers`` threads score batches concurrently (default: the CPU count); 1 scores in the calling thread.
+    An empty features partition gets an empty predictions partition whose keys keep the features' dtypes.
     """
     import os
 
     day = as_day(ds)
-    spec = scored or Scored.flights(version)
+    spec = scored
     columns = list(dict.fromkeys([*spec.keys, *spec.columns]))
+    empty_keys = None
+    if store.manifest(spec.features_dataset, version, day).rows == 0:
+        empty_keys = store.read(spec.features_dataset, version, day, columns=list(spec.keys))
     batches = store.iter_batches(spec.features_dataset, version, day, batch_rows, columns=columns)
     meta = {"model_name": model_name, "model_version": str(model_version), **(extra or {})}
     n = workers or os.cpu_count() or 1
-    frames = (score_batches(model, batches, version, model_name, model_version, spec) if n == 1 else
-              score_batches_concurrently(model, batches, version, model_name, model_version, n, spec))
+    frames = (score_batches(model, batches, version, model_name, model_version, spec, empty_keys=empty_keys)
+              if n == 1 else
+              score_batches_concurrently(model, batches, version, model_name, model_version, n, spec,
+                                         empty_keys=empty_keys))
     return store.write_batches(spec.predictions_dataset, version, day, frames, extra=meta)

@@ -12,10 +12,9 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-from loopline.pipeline import DayResult, NoChampionError
 from loopline.project.loader import resolve
 from loopline.project.names import model_names, project_names
 from loopline.project.spec import Project
@@ -35,6 +34,39 @@ DS = "ds"
 # Reads one source of a project for one day (None or an empty frame: no rows). Sources that need an Airflow
 # connection (``bigquery``) are read by the reader the Airflow task bodies pass, by kind, in ``readers``.
 Reader = Callable[[Project, str, dt.date], "pd.DataFrame | None"]
+
+
+class NoChampionError(LookupError):
+    """The registered model has no ``champion`` alias yet: nothing can be scored."""
+
+
+@dataclass(frozen=True)
+class DayResult:
+    """Outcome of a day's step (the XCom value)."""
+
+    ds: str
+    dataset: str
+    status: Literal["written", "empty"]
+    uri: str
+    rows: int
+    content_hash: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def store_for(settings: Settings, *, fs: Any = None, access: str = "", check: bool = True) -> PartitionStore:
+    """The partition store at ``settings.store_root``.
+
+    Outside Airflow the filesystem comes from fsspec with ``settings.storage_options()`` (and the standard
+    ``AWS_*`` / ``GOOGLE_APPLICATION_CREDENTIALS`` environment that s3fs and gcsfs read); inside Airflow the
+    caller passes the filesystem Airflow built from a connection (``loopline_airflow.hooks.store``) and says so
+    in ``access``. With ``check`` an object-store root whose bucket is missing or whose credentials are refused
+    fails here with :class:`~loopline.store.StoreAccessError`, before any work is done.
+    """
+    store = PartitionStore(settings.store_root, settings.storage_options(), fs=fs, access=access)
+    return store.check() if check else store
 
 
 class ProjectDataError(ValueError):

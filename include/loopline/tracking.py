@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline import lineage
-from loopline.features import feature_kinds, model_columns
 from loopline.settings import Settings
 from loopline.training import TrainResult, model_frame
 
@@ -440,12 +439,8 @@ def reference_profile(result: TrainResult) -> ReferenceProfile:
 
 
 def _inputs_of(result: TrainResult) -> tuple[list[str], dict[str, str]]:
-    """The model's input columns and their kinds (the flights feature set for results that do not carry them)."""
-    if result.columns:
-        return list(result.columns), {c: ("categorical" if c in result.categorical else "numeric")
-                                      for c in result.columns}
-    version = result.feature_set_version
-    return model_columns(version), feature_kinds(version)
+    """The model's input columns and their kinds."""
+    return list(result.columns), {c: ("categorical" if c in result.categorical else "numeric") for c in result.columns}
 
 
 def load_reference_profile(settings: Settings, version: str, name: str | None = None) -> ReferenceProfile:

@@ -11,16 +11,13 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loopline.features import FEATURES_DATASET, categorical_columns, model_columns, numeric_columns
 from loopline.project.spec import TASK_METRICS
 from loopline.store import PartitionStore, as_day, content_hash
-from loopline.tasktypes import DEFAULT_PARAMS
 
 if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
 # Direction of each metric: +1 when larger is better (every task's metrics: the task types own them).
 METRIC_DIRECTION = {name: (1 if higher else -1) for task in TASK_METRICS.values() for name, higher in task.items()}
 
@@ -69,10 +66,10 @@ class TrainResult:
     content_hash: str
     validation_label_rate: float
     reference: pd.DataFrame = field(repr=False)
+    columns: list[str]
+    categorical: list[str]
+    task: str
     validation_scores: Any = field(repr=False, default=None)
-    columns: list[str] = field(default_factory=list)
-    categorical: list[str] = field(default_factory=list)
-    task: str = "binary_classification"
 
 
 @dataclass(frozen=True)
@@ -84,8 +81,8 @@ class ModelInputs:
 
     columns: list[str]
     categorical: list[str]
-    task: str = "binary_classification"
-    label: str = "label"
+    task: str
+    label: str
     positive: Any = 1
     params: dict[str, Any] = field(default_factory=dict)
     factory: Any = None
@@ -100,26 +97,12 @@ class ModelInputs:
         return [c for c in self.columns if c not in self.categorical]
 
 
-def build_pipeline(version: str, seed: int, params: dict[str, Any] | None = None) -> Pipeline:
-    """The flights classifier's default estimator (the binary task's default)."""
-    from loopline.tasktypes import task_type
-
-    pipe: Pipeline = task_type("binary_classification").default_estimator(
-        categorical_columns(version), numeric_columns(version), seed, {**DEFAULT_PARAMS, **(params or {})})
-    return pipe
-
-
 def model_frame(frame: pd.DataFrame, columns: list[str], categorical: list[str]) -> pd.DataFrame:
     """The model's input columns of a features frame, with categoricals as plain object columns."""
     x = frame[columns].copy()
     for col in categorical:
         x[col] = x[col].astype(object).where(x[col].notna(), None)
     return x
-
-
-def model_input(frame: pd.DataFrame, version: str) -> pd.DataFrame:
-    """:func:`model_frame` of a flights feature-set version."""
-    return model_frame(frame, model_columns(version), categorical_columns(version))
 
 
 def evaluate_inputs(model: Any, frame: pd.DataFrame, inputs: ModelInputs) -> dict[str, float]:
@@ -133,23 +116,6 @@ def evaluate_inputs(model: Any, frame: pd.DataFrame, inputs: ModelInputs) -> dic
                              list(inputs.metrics) or None)
     except LabelError as exc:
         raise TrainingDataError(str(exc)) from exc
-
-
-def flights_inputs(version: str, *, seed: int = 42, params: dict[str, Any] | None = None) -> ModelInputs:
-    """The flights disruption classifier's inputs (the DAGs' model until they are generated from projects)."""
-    return ModelInputs(columns=model_columns(version), categorical=categorical_columns(version),
-                       params={**DEFAULT_PARAMS, **(params or {})}, seed=seed,
-                       sort_by=("scheduled_departure_utc", "flight_id"))
-
-
-def evaluate(model: Any, frame: pd.DataFrame, version: str) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss and Brier score of ``model`` on a labelled flights features frame."""
-    return evaluate_inputs(model, frame, flights_inputs(version))
-
-
-def load_window(store: PartitionStore, version: str, window: TrainingWindow) -> pd.DataFrame:
-    """All committed flights feature partitions of the window (missing days are skipped)."""
-    return load_window_of(store, FEATURES_DATASET, version, window)
 
 
 def load_window_of(store: PartitionStore, dataset: str, version: str, window: TrainingWindow) -> pd.DataFrame:
@@ -225,14 +191,3 @@ def fit_window(frame: pd.DataFrame, window: TrainingWindow, inputs: ModelInputs,
         task=inputs.task,
     )
 
-
-def train(
-    frame: pd.DataFrame,
-    window: TrainingWindow,
-    version: str,
-    *,
-    seed: int = 42,
-    params: dict[str, Any] | None = None,
-) -> TrainResult:
-    """The flights classifier on a window (:func:`fit_window` with :func:`flights_inputs`)."""
-    return fit_window(frame, window, flights_inputs(version, seed=seed, params=params), feature_set_version=version)

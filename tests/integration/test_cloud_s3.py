@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from loopline import reports
-from loopline.pipeline import store_for
 from loopline.settings import Settings
+from loopline.steps import store_for
 from loopline.store import MANIFEST, CorruptPartitionError, PartitionNotFoundError, PartitionStore, StoreAccessError
 from loopline_airflow.exceptions import LooplineConfigurationError
 from loopline_airflow.hooks.store import partition_store

@@ -4,7 +4,8 @@ Against the session's real MLflow server (proxied artifacts, the production shap
 and registered by ``log_training_run`` is served and compared as usual; then hostile versions (a pickle whose
 unpickling touches a marker file, a skops file holding a marker-touching class outside the reviewed list,
 and every other variant of ``tests/support/hostile_models.py``) are registered beside it and ``champion`` is
-pointed at each in turn. Scoring (``pipeline.score_day``) and the promotion gate (the operator, hence
+pointed at each in turn. Scoring (the champion's path of ``steps.score_model_day``: resolve ``@champion``,
+``tracking.load_model``, ``scoring.score_partition``) and the promotion gate (the operator, hence
 ``promotion.compare_on_same_window`` and its default loader) must refuse each with a message naming the
 version and the format or type, and the marker must never appear.
 """
@@ -15,17 +16,17 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from loopline import promotion
-from loopline.features import FEATURES_DATASET
-from loopline.pipeline import score_day
-from loopline.scoring import PREDICTIONS_DATASET
+from loopline import promotion, steps
+from loopline.project import Project, project_names
+from loopline.scoring import score_partition
 from loopline.settings import Settings
-from loopline.store import PartitionStore
-from loopline.tracking import CHAMPION, UnsafeModelError, clear_model_cache, load_model
+from loopline.store import Manifest, PartitionStore
+from loopline.tracking import CHAMPION, UnsafeModelError, clear_model_cache, load_model, resolve_alias
+from loopline.training import evaluate_inputs
 from loopline_airflow.exceptions import LooplineUnsafeModelError
 from loopline_airflow.operators.registry import MLflowModelPromotionOperator
 
-from tests.integration.conftest import AS_OF, RegistryHelper, Trained, task_context
+from tests.integration.conftest import AS_OF, MODEL, PROJECT, RegistryHelper, Trained, task_context
 from tests.support.hostile_models import Variant, hostile_variants, register_folder
 
 pytestmark = pytest.mark.integration
@@ -64,11 +65,21 @@ def hostile(registry: RegistryHelper, trained: dict[str, Trained], settings: Set
 
 
 @pytest.fixture
-def day_store(feature_store: PartitionStore, tmp_path: Path) -> PartitionStore:
+def day_store(feature_store: PartitionStore, flights: Project, tmp_path: Path) -> PartitionStore:
     """A writable store holding one day's features (the shared store is read-only)."""
+    features = project_names(flights).features_dataset
     store = PartitionStore((tmp_path / "store").as_uri())
-    store.write(FEATURES_DATASET, "1", DAY, feature_store.read(FEATURES_DATASET, "1", DAY))
+    store.write(features, "1", DAY, feature_store.read(features, "1", DAY))
     return store
+
+
+def score_champion(store: PartitionStore, settings: Settings, flights: Project) -> Manifest:
+    """Score DAY with the ``champion`` of the test's registered model, as ``steps.score_model_day`` does."""
+    version = resolve_alias(settings, CHAMPION)
+    assert version is not None
+    model = load_model(f"models:/{settings.model_name}/{version}", settings)
+    return score_partition(store, DAY, model, version="1", model_name=settings.model_name, model_version=version,
+                           scored=steps.scored_spec(flights, MODEL), workers=1)
 
 
 def _assert_refusal(text: str, name: str, version: str, says: tuple[str, ...]) -> None:
@@ -79,18 +90,20 @@ def _assert_refusal(text: str, name: str, version: str, says: tuple[str, ...]) -
 
 
 def test_scoring_serves_the_genuine_champion_and_refuses_hostile_ones(
-        registry: RegistryHelper, hostile: Hostile, day_store: PartitionStore, settings: Settings) -> None:
+        registry: RegistryHelper, hostile: Hostile, day_store: PartitionStore, settings: Settings,
+        flights: Project) -> None:
+    predictions = steps.scored_spec(flights, MODEL).predictions_dataset
     genuine = registry.add("strong")
     registry.client.set_registered_model_alias(registry.name, CHAMPION, genuine)
-    assert score_day(day_store, settings, DAY).rows > 500  # the loop works with a genuine champion
-    day_store.delete(PREDICTIONS_DATASET, "1", DAY)
+    assert score_champion(day_store, settings, flights).rows > 500  # the loop works with a genuine champion
+    day_store.delete(predictions, "1", DAY)
     for key in ("pickle", "skops_custom_class"):
         version, variant = hostile.add(key, tags_of="strong")
         registry.client.set_registered_model_alias(registry.name, CHAMPION, version)
         with pytest.raises(UnsafeModelError) as err:
-            score_day(day_store, settings, DAY)
+            score_champion(day_store, settings, flights)
         _assert_refusal(str(err.value), registry.name, version, variant.says)
-        assert not day_store.exists(PREDICTIONS_DATASET, "1", DAY)
+        assert not day_store.exists(predictions, "1", DAY)
         assert not hostile.marker.exists()
 
 
@@ -108,8 +121,9 @@ def test_promotion_gate_refuses_a_hostile_champion_or_candidate(
             champion, candidate = registry.add("strong_early"), bad
         registry.client.set_registered_model_alias(registry.name, CHAMPION, champion)
         gate = MLflowModelPromotionOperator(
-            task_id="promote", model_name=registry.name, candidate_version=candidate, mlflow_conn_id=mlflow_conn,
-            store_root=feature_store.root, retry_backoff_seconds=0.1)
+            task_id="promote", model_name=registry.name, project=PROJECT, project_model=MODEL,
+            candidate_version=candidate, mlflow_conn_id=mlflow_conn, store_root=feature_store.root,
+            retry_backoff_seconds=0.1)
         with pytest.raises(LooplineUnsafeModelError) as err:
             gate.execute(task_context(f"run-{key}-{hostile_side}"))
         _assert_refusal(str(err.value), registry.name, bad, variant.says)
@@ -119,14 +133,18 @@ def test_promotion_gate_refuses_a_hostile_champion_or_candidate(
 
 
 def test_every_variant_is_refused_through_the_gates_loader(
-        registry: RegistryHelper, hostile: Hostile, feature_store: PartitionStore, settings: Settings) -> None:
+        registry: RegistryHelper, hostile: Hostile, feature_store: PartitionStore, settings: Settings,
+        flights: Project) -> None:
     """The class of the gap, through compare_on_same_window's default loader, against the real server."""
     reg = promotion.Registry(registry.client, registry.name)
+    inputs = steps.model_inputs(flights, MODEL)
+    judging = {"dataset": project_names(flights).features_dataset,
+               "evaluate": lambda model, frame, fsv: evaluate_inputs(model, frame, inputs)}
     champion = registry.add("strong_early")
     registry.client.set_registered_model_alias(registry.name, CHAMPION, champion)
     for key in sorted(hostile.variants):
         bad, variant = hostile.add(key, tags_of="strong")  # the candidate is loaded first
         with pytest.raises(UnsafeModelError) as err:
-            promotion.compare_on_same_window(reg, bad, champion, store=feature_store, settings=settings)
+            promotion.compare_on_same_window(reg, bad, champion, store=feature_store, settings=settings, **judging)
         _assert_refusal(str(err.value), registry.name, bad, variant.says)
         assert not hostile.marker.exists(), key

@@ -12,7 +12,7 @@ from loopline import promotion
 from loopline_airflow.exceptions import LooplineConfigurationError, LooplineRegistryUnavailable
 from loopline_airflow.operators.registry import MLflowModelPromotionOperator, MLflowModelRollbackOperator
 
-from tests.integration.conftest import RegistryHelper, task_context
+from tests.integration.conftest import MODEL, PROJECT, RegistryHelper, task_context
 from tests.support.mlflow_server import free_port
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 def gate(registry: RegistryHelper, conn: str, version: str, store_root: str, **kwargs: object
          ) -> MLflowModelPromotionOperator:
     return MLflowModelPromotionOperator(
-        task_id="promote", model_name=registry.name, candidate_version=version, mlflow_conn_id=conn,
+        task_id="promote", project=PROJECT, project_model=MODEL,
+        model_name=registry.name, candidate_version=version, mlflow_conn_id=conn,
         store_root=store_root, retry_backoff_seconds=0.1, **kwargs,
     )
 
@@ -171,9 +172,9 @@ def test_bad_input_fails_with_a_message_and_no_change(registry, mlflow_conn, fea
                                                       kwargs, match):
     registry.add("weak")
     before = registry.snapshot()
-    op = MLflowModelPromotionOperator(task_id="promote", model_name=model or registry.name,
-                                      candidate_version=version, mlflow_conn_id=mlflow_conn,
-                                      store_root=feature_store.root, **kwargs)
+    op = MLflowModelPromotionOperator(task_id="promote", project=PROJECT, project_model=MODEL,
+                                      model_name=model or registry.name, candidate_version=version,
+                                      mlflow_conn_id=mlflow_conn, store_root=feature_store.root, **kwargs)
     with pytest.raises(LooplineConfigurationError, match=match):
         op.execute(task_context())
     if kwargs.get("metric") is None:
@@ -196,8 +197,8 @@ def fast_mlflow_failures(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_server_down_fails_clearly_after_retries(monkeypatch, fast_mlflow_failures, feature_store):
     port = free_port()  # nothing listens there
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DOWN", f'{{"conn_type": "mlflow", "host": "http://127.0.0.1:{port}"}}')
-    op = MLflowModelPromotionOperator(task_id="promote", model_name="m", candidate_version="1",
-                                      mlflow_conn_id="mlflow_down", retry_backoff_seconds=0.05,
+    op = MLflowModelPromotionOperator(task_id="promote", project=PROJECT, project_model=MODEL, model_name="m",
+                                      candidate_version="1", mlflow_conn_id="mlflow_down", retry_backoff_seconds=0.05,
                                       store_root=feature_store.root)
     with pytest.raises(LooplineRegistryUnavailable, match=r"did not answer .*3 attempts.*retry is safe"):
         op.execute(task_context())

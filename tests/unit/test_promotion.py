@@ -129,6 +129,10 @@ def test_is_transient():
 
 
 # -- writes: promote / reject / rollback, and convergence after a crash at any write ------------------------------
+def _not_reevaluated(model: object, frame: object, fsv: str) -> dict[str, float]:
+    raise AssertionError("these candidates share the champion's logged window: nothing is re-evaluated")
+
+
 def _setup() -> tuple[FakeMlflowClient, str, str]:
     client = FakeMlflowClient()
     old = client.add_version("m", {**WINDOW, "loopline.val_roc_auc": "0.70"})
@@ -148,7 +152,8 @@ def _gate(client: FakeMlflowClient, version: str, run: str = "r2") -> dict:
         assert prior is not None
         return promotion.promote(reg, "m", version, prior)
     promotion.mark_challenger(reg, version)
-    cmp = promotion.compare_on_same_window(reg, version, champion)
+    cmp = promotion.compare_on_same_window(reg, version, champion, dataset="m/features",
+                                             evaluate=_not_reevaluated)
     d = decide(cmp.candidate, cmp.champion)
     return promotion.apply_decision(reg, "m", version, build_record(d, "m", version, champion, window=cmp.window,
                                                                      comparison=cmp.method,
@@ -239,4 +244,5 @@ def test_window_tags_are_required_to_compare():
     client = FakeMlflowClient()
     v = client.add_version("m", {"loopline.val_roc_auc": "0.7"})
     with pytest.raises(PromotionError, match="no data-window tags"):
-        promotion.compare_on_same_window(Registry(client, "m"), v, None)
+        promotion.compare_on_same_window(Registry(client, "m"), v, None, dataset="m/features",
+                                         evaluate=_not_reevaluated)

@@ -11,6 +11,7 @@ from loopline.store import PartitionStore
 from loopline.tracking import CHAMPION, client
 
 pytestmark = pytest.mark.unit
+FEATURES = "shop/features"  # a project's features dataset (plan reads its days)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def store_with_days(settings: Settings, *days: str) -> PartitionStore:
 
     store = PartitionStore(f"{settings.store_root}-{'-'.join(days) or 'empty'}")
     for d in days:
-        store.write("features", "1", d, pd.DataFrame({"x": [1]}))
+        store.write(FEATURES, "1", d, pd.DataFrame({"x": [1]}))
     return store
 
 
@@ -41,7 +42,7 @@ def drift(ds: str, version: str = "1") -> dict:
 def test_drift_takes_the_newest_event_about_the_champion(registry: Settings) -> None:
     store = store_with_days(registry, "2013-04-10")
     p = plan(RetrainRequest("asset_triggered", [drift("2013-04-08"), drift("2013-04-10"), drift("2013-04-12", "9")],
-                            cooldown_days=14), registry, store)
+                            cooldown_days=14), registry, store, features_dataset=FEATURES)
     assert (p.trigger, p.as_of, p.skip) == ("drift", "2013-04-10", "")
     assert "temp (PSI 3.200)" in p.reason
     assert len(p.ignored_events) == 1 and "champion is now 1" in p.ignored_events[0]
@@ -49,25 +50,29 @@ def test_drift_takes_the_newest_event_about_the_champion(registry: Settings) -> 
 
 def test_cooldown_counts_data_days_since_the_newest_version(registry: Settings) -> None:
     store = store_with_days(registry, "2013-03-30")
-    p = plan(RetrainRequest("asset_triggered", [drift("2013-03-30")], cooldown_days=14), registry, store)
+    p = plan(RetrainRequest("asset_triggered", [drift("2013-03-30")], cooldown_days=14), registry, store,
+             features_dataset=FEATURES)
     assert p.skip.startswith("cooldown") and "2013-03-20" in p.skip  # the rejected v2 counts too
     forced = plan(RetrainRequest("asset_triggered", [drift("2013-03-30")], cooldown_days=14, force=True),
-                  registry, store)
+                  registry, store, features_dataset=FEATURES)
     assert forced.skip == "" and forced.as_of == "2013-03-30"
 
 
 def test_events_about_a_former_champion_are_ignored(registry: Settings) -> None:
-    p = plan(RetrainRequest("asset_triggered", [drift("2013-05-01", "2")]), registry, store_with_days(registry))
+    p = plan(RetrainRequest("asset_triggered", [drift("2013-05-01", "2")]), registry, store_with_days(registry),
+             features_dataset=FEATURES)
     assert p.skip and "model version 2 ignored" in p.skip and "champion is now 1" in p.skip
 
 
 def test_manual_and_cron_pick_their_day(registry: Settings) -> None:
     store = store_with_days(registry, "2013-05-01", "2013-05-02", "2013-05-09")
-    manual = plan(RetrainRequest("manual"), registry, store)
+    manual = plan(RetrainRequest("manual"), registry, store, features_dataset=FEATURES)
     assert (manual.trigger, manual.as_of) == ("manual", "2013-05-09")
-    chosen = plan(RetrainRequest("manual", as_of="2013-05-02"), registry, store)
+    chosen = plan(RetrainRequest("manual", as_of="2013-05-02"), registry, store, features_dataset=FEATURES)
     assert chosen.as_of == "2013-05-02"
-    cron = plan(RetrainRequest("scheduled", logical_date=dt.date(2013, 5, 6)), registry, store)
+    cron = plan(RetrainRequest("scheduled", logical_date=dt.date(2013, 5, 6)), registry, store,
+                features_dataset=FEATURES)
     assert (cron.trigger, cron.as_of) == ("cron", "2013-05-02")  # the latest day before the run
-    empty = plan(RetrainRequest("scheduled", logical_date=dt.date(2013, 1, 1)), registry, store)
+    empty = plan(RetrainRequest("scheduled", logical_date=dt.date(2013, 1, 1)), registry, store,
+                 features_dataset=FEATURES)
     assert empty.skip.startswith("no feature partitions")

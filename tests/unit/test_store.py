@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 from loopline import store as store_module
+from loopline.project import Project
 from loopline.store import (
     MANIFEST,
     PART,
@@ -462,10 +463,10 @@ def test_the_content_hash_survives_the_round_trip_of_every_dtype(any_store: Part
     assert store.verify().ok
 
 
-def test_real_feature_and_raw_partitions_verify(feature_store: PartitionStore) -> None:
-    report = feature_store.verify()  # read-only: no fix
-    assert report.ok and len(report.partitions) >= 35 * 3
-    assert {c.dataset for c in report.partitions} == {"features", "raw_flights", "raw_weather"}
+def test_real_feature_partitions_verify(bikes_store: PartitionStore) -> None:
+    report = bikes_store.verify()  # read-only: no fix
+    assert report.ok and len(report.partitions) == 40
+    assert {c.dataset for c in report.partitions} == {"bikes/features"}
 
 
 def test_a_window_names_every_broken_day_and_still_skips_days_never_written(store: PartitionStore) -> None:
@@ -480,22 +481,24 @@ def test_a_window_names_every_broken_day_and_still_skips_days_never_written(stor
     assert len(store.read_range("f", "1", D3, dt.date(2013, 1, 4))) == 2  # 01-04 was never written: skipped
 
 
-def test_training_and_drift_windows_fail_on_a_broken_day(feature_store: PartitionStore, tmp_path: Path) -> None:
-    from loopline.features import FEATURES_DATASET
-    from loopline.monitoring import Monitored, _window
-    from loopline.settings import Settings
-    from loopline.training import TrainingWindow, load_window
+def test_training_and_drift_windows_fail_on_a_broken_day(bikes: Project, bikes_store: PartitionStore,
+                                                         tmp_path: Path) -> None:
+    from loopline.monitoring import _window
+    from loopline.steps import monitored_spec
+    from loopline.training import TrainingWindow, load_window_of
 
+    m = monitored_spec(bikes, "duration")
+    features = m.features_dataset
     store = PartitionStore(tmp_path.as_uri())  # a scratch copy: the shared fixture stays read-only
-    days = [dt.date(2013, 1, 20) + dt.timedelta(days=i) for i in range(3)]
+    days = [dt.date(2022, 3, 20) + dt.timedelta(days=i) for i in range(3)]
     for day in days:
-        store.write(FEATURES_DATASET, "1", day, feature_store.read(FEATURES_DATASET, "1", day))
-    _set_data(lambda b: b[:100])(store, store._path(FEATURES_DATASET, "1", days[1]),
-                                 store.manifest(FEATURES_DATASET, "1", days[1]).files)
-    with pytest.raises(CorruptPartitionError, match="features' day 2013-01-21"):
-        load_window(store, "1", TrainingWindow.ending(days[-1], 3, 1))
-    with pytest.raises(CorruptPartitionError, match="features' day 2013-01-21"):
-        _window(store, Monitored.flights(Settings(home=tmp_path / "home")), days, "1")
+        store.write(features, "2", day, bikes_store.read(features, "2", day))
+    _set_data(lambda b: b[:100])(store, store._path(features, "2", days[1]),
+                                 store.manifest(features, "2", days[1]).files)
+    with pytest.raises(CorruptPartitionError, match="features' day 2022-03-21"):
+        load_window_of(store, features, "2", TrainingWindow.ending(days[-1], 3, 1))
+    with pytest.raises(CorruptPartitionError, match="features' day 2022-03-21"):
+        _window(store, m, days, "1")
 
 
 def test_a_requested_column_that_is_not_there_is_the_callers_error(store: PartitionStore) -> None:

@@ -48,12 +48,15 @@ def write_suite(path: Path, suite: dict[str, Any]) -> Path:
 
 def test_context_and_definition_built_once_per_process(contexts: list[Any], tmp_path: Path) -> None:
     suite = write_suite(tmp_path / "tiny.json", SUITE)
-    validation.warm(("predictions",))
+    generated = {"name": "generated", "expectations": [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "x", "min_value": 0, "max_value": 5}}]}
+    validation.warm((generated,))
+    assert len(contexts) == 1 and len(validation._DEFINITIONS) == 1  # warm built the context and the suite
     for _ in range(3):
         assert validation.validate(GOOD, suite, data_name="good", render_docs=False).success
-    validation.validate(GOOD, "predictions", data_name="p", render_docs=False)
+    assert validation.validate(GOOD, dict(generated), data_name="p", render_docs=False).success
     assert len(contexts) == 1
-    assert len(validation._DEFINITIONS) == 2  # the shipped suite warmed, the tmp suite on first use
+    assert len(validation._DEFINITIONS) == 2  # the generated suite warmed, the tmp suite on first use
 
 
 def test_results_never_carry_over_between_frames(contexts: list[Any], tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ Airflow object-storage user:
   Default Credentials, ``project``).
 
 ``LOOPLINE_STORE_CONN_ID`` picks another connection. A ``file://`` root needs none. Outside Airflow the core's
-:func:`loopline.pipeline.store_for` opens the same root with plain fsspec.
+:func:`loopline.steps.store_for` opens the same root with plain fsspec.
 
 Airflow caches the filesystem per (scheme, connection) for the life of the process; the store forgets cached
 listings before each read (:meth:`loopline.store.PartitionStore.refresh`), so a long-lived triggerer still sees
@@ -76,8 +76,8 @@ def partition_store(settings: Settings | None = None, *, root: str | None = None
     import dataclasses
 
     from airflow.sdk.exceptions import AirflowNotFoundException
-    from loopline.pipeline import store_for
     from loopline.settings import Settings
+    from loopline.steps import store_for
     from loopline.store import StoreAccessError
 
     from loopline_airflow.exceptions import LooplineConfigurationError

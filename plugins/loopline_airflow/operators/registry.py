@@ -167,8 +167,7 @@ class MLflowModelPromotionOperator(_RegistryOperator):
         summary returned by :class:`GXValidationOperator`. ``False`` always rejects.
     :param force: Waive ``min_improvement`` (manual retrain); never the guardrails, validation, or "not worse".
     :param store_root: Store URI for re-evaluation (default: ``LOOPLINE_STORE_ROOT``).
-    :param project: Project whose model this is (its features dataset and task judge the models); None: the
-        flights classifier of the legacy DAGs.
+    :param project: Project whose model this is (its features dataset and task judge the models).
     :param project_model: The model's name in the project.
     :param mlflow_conn_id: Connection of the tracking server (falls back to the settings).
     """
@@ -183,6 +182,8 @@ class MLflowModelPromotionOperator(_RegistryOperator):
     def __init__(
         self,
         *,
+        project: str,
+        project_model: str,
         candidate_version: str,
         metric: str = "roc_auc",
         higher_is_better: bool | None = None,
@@ -191,8 +192,6 @@ class MLflowModelPromotionOperator(_RegistryOperator):
         validation: bool | str | Mapping[str, Any] | None = None,
         force: bool | str = False,
         store_root: str | None = None,
-        project: str | None = None,
-        project_model: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -252,9 +251,7 @@ class MLflowModelPromotionOperator(_RegistryOperator):
         return str(run_id) if run_id else None
 
     def _project_judging(self) -> dict[str, Any]:
-        """Where a project model's features are and how its task judges it (none: the flights classifier)."""
-        if not self.project:
-            return {}
+        """Where the project model's features are and how its task judges it."""
         from loopline.project import load_project, project_names
         from loopline.steps import model_inputs
         from loopline.training import evaluate_inputs

@@ -27,7 +27,8 @@ def parse_partition_uri(uri: str) -> tuple[str, str, str, str]:
 
 
 class GXValidationOperator(BaseOperator):
-    """Validate one day of a dataset against a Great Expectations suite stored as JSON under ``include/gx``.
+    """Validate one day of a dataset against a Great Expectations suite: a JSON file (GX's suite format), or a
+    suite mapping such as the one generated from a project (``loopline.steps.features_suite(project)``).
 
     The data is either a committed partition — ``dataset_uri`` or ``dataset`` + ``version`` + ``ds`` in the
     store at ``store_root`` — or the DataFrame returned by ``frame_callable(**op_kwargs)`` (validate before
@@ -45,7 +46,7 @@ class GXValidationOperator(BaseOperator):
     Returns (XCom) the summary: ``{"success", "statistics", "failures": [{"column", "expectation",
     "observed"}], "rows", "suite", "suite_path", "data_name", "result_uri", "data_docs_uri"}``.
 
-    :param suite: Suite name (``raw_flights``, ``features``, ``predictions``) or path to a suite JSON file.
+    :param suite: Path to a suite JSON file, or a suite mapping (``{"name", "expectations"}``).
     :param dataset_uri: Partition URI, e.g. ``file:///data/store/features/v=1/ds=2013-03-01``.
     :param dataset: Dataset name (with ``version`` and ``ds``) instead of ``dataset_uri``.
     :param version: Feature-set (or raw) version of the partition.
@@ -63,7 +64,7 @@ class GXValidationOperator(BaseOperator):
     def __init__(
         self,
         *,
-        suite: str,
+        suite: str | Mapping[str, Any],
         dataset_uri: str | None = None,
         dataset: str | None = None,
         version: str | None = None,
@@ -114,7 +115,8 @@ class GXValidationOperator(BaseOperator):
         store = partition_store(root=str(root)) if located else None
         name = store.uri(str(dataset), str(version), str(ds)) if store else f"{self.task_id}:frame"
         try:
-            validation.load_suite(self.suite)  # a clear error for a bad suite before reading any data
+            if not isinstance(self.suite, Mapping):
+                validation.load_suite(self.suite)  # a clear error for a bad suite before reading any data
             if self.frame_callable is not None:
                 frame = self.frame_callable(**dict(self.op_kwargs or {}))
             else:
@@ -126,7 +128,8 @@ class GXValidationOperator(BaseOperator):
             raise LooplineConfigurationError(f"cannot validate: {exc}") from exc
         except CorruptPartitionError as exc:  # a retry reads the same broken files
             raise LooplineValidationError(f"cannot validate {name}: {exc}") from exc
-        self.log.info("Validating %s (%s rows) against suite %s", name, len(frame), self.suite)
+        self.log.info("Validating %s (%s rows) against suite %s", name, len(frame),
+                      self.suite.get("name") if isinstance(self.suite, Mapping) else self.suite)
         try:
             summary = validation.validate(frame, self.suite, data_name=name)
         except validation.SuiteError as exc:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopline.pipeline import store_for
 from loopline.settings import Settings, SettingsError
+from loopline.steps import store_for
 from loopline_airflow.exceptions import LooplineConfigurationError
 from loopline_airflow.hooks.store import partition_store, store_conn_id
 

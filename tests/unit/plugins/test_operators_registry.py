@@ -15,6 +15,7 @@ from tests.support.fake_mlflow import FakeMlflowClient
 from tests.unit.plugins.conftest import make_context
 
 pytestmark = pytest.mark.unit
+PROJECT, MODEL = "flights", "disruption"  # the gate judges a project model
 WINDOW = {"loopline.validation_start": "2013-01-29", "loopline.window_end": "2013-02-04",
           "loopline.feature_set_version": "1"}
 
@@ -27,8 +28,9 @@ def client(monkeypatch) -> FakeMlflowClient:
 
 
 def promote_op(version: str, **kw) -> MLflowModelPromotionOperator:
-    return MLflowModelPromotionOperator(task_id="promote", model_name="m", candidate_version=version,
-                                        retry_backoff_seconds=0, store_root="memory://unused", **kw)
+    return MLflowModelPromotionOperator(task_id="promote", project=PROJECT, project_model=MODEL, model_name="m",
+                                        candidate_version=version, retry_backoff_seconds=0,
+                                        store_root="memory://unused", **kw)
 
 
 def test_template_fields_match_arguments():

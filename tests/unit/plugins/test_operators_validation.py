@@ -48,6 +48,9 @@ def test_a_broken_partition_fails_without_retry_naming_the_file(context, tmp_pat
     store.write("features", "1", "2013-01-01", pd.DataFrame({"id": [1, 2]}))
     manifest = tmp_path / "features" / "v=1" / "ds=2013-01-01" / MANIFEST
     manifest.write_text(manifest.read_text().replace('"content_hash": "', '"content_hash": "0'))
-    op = GXValidationOperator(task_id="v", suite="features", dataset_uri=store.uri("features", "1", "2013-01-01"))
+    suite = tmp_path / "ids.json"
+    suite.write_text('{"name": "ids", "expectations": [{"type": "expect_column_to_exist", '
+                     '"kwargs": {"column": "id"}}]}')
+    op = GXValidationOperator(task_id="v", suite=str(suite), dataset_uri=store.uri("features", "1", "2013-01-01"))
     with pytest.raises(LooplineValidationError, match=r"cannot validate .*ds=2013-01-01.*content hash"):
         op.execute(context)

@@ -38,3 +38,14 @@ def test_python_sources_are_warmed_through_their_own_module(monkeypatch: pytest.
     monkeypatch.setattr(module, "warm", lambda: calls.append(1))
     preload._warm_project_sources()
     assert calls == [1]  # two python sources in the one module: warmed once
+
+
+def test_each_projects_generated_features_suite_is_warmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline import validation
+    from loopline.project import load_project
+    from loopline.steps import features_suite
+
+    warmed: list[tuple] = []
+    monkeypatch.setattr(validation, "warm", lambda suites=(): warmed.append(tuple(suites)))
+    preload._warm_validation()
+    assert len(warmed) == 1 and features_suite(load_project("flights")) in warmed[0]

