@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from loopline import reports
 from loopline.settings import Settings
-from loopline.stack import SIMPLE_AUTH_MANAGER, free_port
 from loopline.store import PartitionStore
+from loopline_dev.stack import SIMPLE_AUTH_MANAGER, free_port
 
 from tests.support.airflow_env import airflow_env, migrate
 from tests.support.bikes_project import START, write_project
