@@ -52,3 +52,71 @@ def test_a_feature_that_cannot_be_compared_counts_in_the_day_check(tmp_path: Pat
     assert set(body["decision"]["not_compared"]) == set(broken)
     assert set(body["skipped"]) == set(broken)
     assert body["decision"]["n_features"] == len(model_columns(fsv))
+
+
+def _scored(days: list[dt.date], labels: list[list[float]], scores: list[list[float]]) -> pd.DataFrame:
+    frames = [pd.DataFrame({"flight_id": range(len(y)), "score": s, "label": y, "ds": [d] * len(y)})
+              for d, y, s in zip(days, labels, scores, strict=True)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_labelled_performance_is_the_task_metric_on_the_days_before_the_check() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    day = dt.date(2013, 3, 3)
+    days = [dt.date(2013, 3, 1), dt.date(2013, 3, 2), day]
+    y = [[0, 1, 0, 1], [1, 0, np.nan, 1], [1, 1, 0, 0]]
+    s = [[0.1, 0.8, 0.6, 0.4], [0.9, 0.2, 0.5, 0.3], [0.0, 0.0, 1.0, 1.0]]
+    out = monitoring.labelled_performance(_scored(days, y, s), day, "binary_classification", "roc_auc",
+                                          {"roc_auc": 0.81, "brier": 0.2})
+    # the day itself and the row without a label are left out: 7 rows of the two days before
+    expected = roc_auc_score([0, 1, 0, 1, 1, 0, 1], [0.1, 0.8, 0.6, 0.4, 0.9, 0.2, 0.3])
+    assert out["value"] == pytest.approx(expected) and out["rows"] == 7
+    assert out["days"] == ["2013-03-01", "2013-03-02"]
+    assert out["validation"] == 0.81 and out["metric"] == "roc_auc" and out["higher_is_better"] is True
+    assert out["note"] is None
+
+
+def test_labelled_performance_of_a_regression_and_when_it_cannot_be_measured() -> None:
+    day = dt.date(2013, 3, 3)
+    days = [dt.date(2013, 3, 2)]
+    out = monitoring.labelled_performance(_scored(days, [[10.0, 20.0]], [[13.0, 16.0]]), day, "regression", "",
+                                          {"rmse": 2.5})
+    assert out["metric"] == "rmse" and out["value"] == pytest.approx(((9 + 16) / 2) ** 0.5)
+    assert out["higher_is_better"] is False and out["validation"] == 2.5
+    one_class = monitoring.labelled_performance(_scored(days, [[1.0, 1.0]], [[0.2, 0.9]]), day,
+                                                "binary_classification", "roc_auc", {})
+    assert one_class["value"] is None and one_class["rows"] == 2 and "both classes" in one_class["note"]
+    assert one_class["validation"] is None
+    none = monitoring.labelled_performance(_scored(days, [[np.nan]], [[0.2]]), day, "binary_classification",
+                                           "roc_auc", {})
+    assert none["value"] is None and none["rows"] == 0 and none["note"].startswith("no labelled row")
+
+
+def test_the_day_check_writes_the_champions_labelled_performance(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    settings = Settings(home=tmp_path)
+    fsv = settings.feature_set_version
+    store = PartitionStore((tmp_path / "root").as_uri())
+    rng = np.random.default_rng(1)
+    profile = ReferenceProfile.fit(_features(rng, 3000, fsv)[model_columns(fsv)], validation_metrics={"roc_auc": 0.7})
+    labels, preds = [], []
+    for d in monitoring.window_days(settings, DAY):
+        day = _features(rng, 200, fsv)
+        store.write(FEATURES_DATASET, fsv, d, day)
+        scores = np.clip(day["label"] * 0.3 + rng.random(200) * 0.7, 0, 1)
+        store.write(PREDICTIONS_DATASET, fsv, d,
+                    pd.DataFrame({"flight_id": np.arange(200), "score": scores, "model_version": "1"}))
+        if d < DAY:
+            labels.append(day["label"].to_numpy())
+            preds.append(scores.to_numpy())
+    monkeypatch.setattr(monitoring, "reference_for", lambda settings, version: profile)
+    monitoring.check_day(store, settings, DAY)
+    body = read_drift_report(store, fsv, DAY)
+    assert body is not None
+    perf = body["performance"]
+    assert perf["metric"] == "roc_auc" and perf["validation"] == 0.7
+    assert perf["value"] == pytest.approx(roc_auc_score(np.concatenate(labels), np.concatenate(preds)))
+    assert perf["rows"] == 200 * (len(monitoring.window_days(settings, DAY)) - 1)
