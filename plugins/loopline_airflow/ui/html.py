@@ -8,6 +8,7 @@ allows inline styles and nothing else).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
@@ -23,7 +24,7 @@ th{background:#f3f5f7}.note{color:#52606d;font-style:italic}.error{color:#b42318
 text-decoration:none}.heat th.day{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal}
 .ok{background:#d3f2dc}.warn{background:#fde9b8}.bad{background:#f8c4bf}.na{background:#eceff1;color:#8a949e}
 .corrupt{background:#b42318;color:#fff}.legend span{display:inline-block;padding:.1rem .5rem;margin-right:.3rem}
-.scroll{overflow-x:auto;max-width:100%;direction:rtl}.scroll>table{direction:ltr}.charts{display:flex;flex-wrap:wrap;gap:1rem}
+.scroll{overflow-x:auto;max-width:100%;direction:rtl}.scroll>table{direction:ltr;margin-left:0;margin-right:auto}.charts{display:flex;flex-wrap:wrap;gap:1rem}
 .chart{flex:1 1 26rem;max-width:40rem}.chart h4{font-size:.9rem;margin:.2rem 0}.chart svg{width:100%;height:auto}
 .chart .axis{stroke:#9aa5b1;stroke-width:1}.chart .grid{stroke:#e4e7eb;stroke-width:1}
 .chart text{font-size:11px;fill:#52606d}.chart .line{fill:none;stroke:#1f6feb;stroke-width:1.6}
@@ -62,10 +63,10 @@ def _champion(registry: Mapping[str, Any]) -> str:
     if not champion:
         return f'<p class="note">{_e(registry.get("message") or "no champion")}</p>'
     since = champion.get("since") or {}
-    since_text = (
-        f"{_e(since.get('action'))} by {_e(since.get('dag_id'))} run {_e(since.get('dag_run_id'))}, data through "
-        f"{_e(since.get('window_end') or '?')}" if since else "no recorded change (alias set outside the gate)"
-    )
+    by = (f" by {_e(since.get('dag_id'))} run {_e(since.get('dag_run_id'))}" if since.get("dag_id")
+          else " outside Airflow (loopline run)")
+    since_text = (f"{_e(since.get('action'))}{by}, data through {_e(since.get('window_end') or '?')}" if since
+                  else "no recorded change (alias set outside the gate)")
     return (f'<p><b>Champion: version <span class="champion">{_e(champion["version"])}</span></b> · registered '
             f"{_e(champion.get('registered_at'))} · since: {since_text}<br>metrics: "
             f"{_metrics(champion.get('metrics') or {})}</p>")
@@ -243,10 +244,13 @@ def line_chart(title: str, points: Sequence[Point], *, reference: Sequence[Point
     for value, label in lines:
         parts.append(f'<line class="band" x1="{_PAD_LEFT}" x2="{CHART_WIDTH - _PAD_RIGHT}" y1="{y(value):.1f}" '
                      f'y2="{y(value):.1f}"><title>{_e(label)}</title></line>')
-    for run in _segments(reference):
-        coords = " ".join(f"{x(ds):.1f},{y(v):.1f}" for ds, v in run)
+    for run in _segments(reference):  # a step line: the value holds until the next day's
+        steps = [f"{x(run[0][0]):.1f},{y(run[0][1]):.1f}"]
+        for (_, before), (ds, value) in itertools.pairwise(run):
+            steps.append(f"{x(ds):.1f},{y(before):.1f} {x(ds):.1f},{y(value):.1f}")
         if len(run) == 1:
-            coords += f" {x(run[0][0]) + 2:.1f},{y(run[0][1]):.1f}"
+            steps.append(f"{x(run[0][0]) + 2:.1f},{y(run[0][1]):.1f}")
+        coords = " ".join(steps)
         parts.append(f'<polyline class="ref" points="{coords}"><title>{_e(reference_label)}</title></polyline>')
     for run in _segments(points):
         if len(run) > 1:
