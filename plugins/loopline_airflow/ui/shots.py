@@ -6,7 +6,8 @@
    the api-server with this repository's ``plugins/``) in ``--home``;
 2. runs ``loopline run PROJECT`` over ``--start``..``--end`` against that stack's store and MLflow server
    (``loopline.runner.run_project``: features, the first champion, scoring, drift reports, retraining on the
-   retrain cron and on drift, promotions and rejections);
+   retrain cron and on drift, promotions and rejections); the default, 2013-01-01..2013-03-20, gives flights'
+   first champions after their 60-day training window and about three weeks of reports and weekly retrains;
 3. signs in as the stack's admin (``POST /auth/token`` with the SimpleAuthManager password file), gives headless
    Chromium the token as the ``_token`` cookie the Airflow UI uses (DevTools protocol: ``Network.setCookie``),
    and takes PNGs of the Loopline page (``/loopline/``), a model DAG's page with its "Loopline" tab when the
@@ -110,17 +111,19 @@ class DevTools:
         result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
         return (result.get("result") or {}).get("value")
 
-    def click_text(self, text: str) -> bool:
-        """Click the first link, button or tab whose text is ``text``; False when there is none."""
-        script = ("(() => { const el = [...document.querySelectorAll('a,button,[role=tab]')]"
-                  f".find(e => e.innerText.trim() === {json.dumps(text)}); if (!el) return false; el.click(); "
-                  "return true; })()")
+    def click_link(self, text: str, href_part: str) -> bool:
+        """Click the first link whose text is ``text`` and whose href contains ``href_part``; False when none."""
+        script = ("(() => { const el = [...document.querySelectorAll('a')].find(e => e.innerText.trim() === "
+                  f"{json.dumps(text)} && (e.getAttribute('href') || '').includes({json.dumps(href_part)})); "
+                  "if (!el) return false; el.click(); return true; })()")
         return bool(self.evaluate(script))
 
-    def screenshot(self, path: Path, *, full_page: bool = False) -> Path:
+    def screenshot(self, path: Path, *, full_page: bool = False, max_height: int = 6000) -> Path:
+        """A PNG of the viewport, or with ``full_page`` of the page's whole height up to ``max_height``."""
         params: dict[str, Any] = {"format": "png"}
         if full_page:
-            height = int(self.evaluate("Math.min(document.documentElement.scrollHeight, 6000)") or self.height)
+            height = int(self.evaluate(f"Math.min(document.documentElement.scrollHeight, {max_height})")
+                         or self.height)
             params.update(captureBeyondViewport=True,
                           clip={"x": 0, "y": 0, "width": self.width, "height": max(height, 200), "scale": 1})
         data = self.call("Page.captureScreenshot", params)["data"]
@@ -176,17 +179,23 @@ def take(api_url: str, token: str, out: Path, project: Any, model: str, report_d
     shots: list[Path] = []
     with devtools() as browser:
         browser.set_cookie(api_url, "_token", token)
+        # The page on its own, at full length, then as the UI's navigation shows it (inside the Airflow UI).
         browser.open(f"{api_url}/loopline/", wait_for="Over time")
         shots.append(browser.screenshot(out / "loopline-page.png", full_page=True))
+        browser.open(f"{api_url}/dags", wait_for="Dags", settle=3)
+        if browser.click_link("Loopline", "/plugin/"):
+            time.sleep(5)  # the UI loads the page into its frame
+            shots.append(browser.screenshot(out / "loopline-in-airflow.png"))
+        # A model DAG's page, on its Loopline tab when the plugin declares one for DAGs.
         dag_id = names.dag("drift")
         browser.open(f"{api_url}/dags/{urllib.parse.quote(dag_id)}", wait_for=dag_id, settle=4)
-        tab = browser.click_text("Loopline")
+        tab = browser.click_link("Loopline", f"/dags/{dag_id}/")
         if tab:
-            time.sleep(4)
+            time.sleep(5)
         shots.append(browser.screenshot(out / ("dag-loopline-tab.png" if tab else "dag-page.png")))
         if report_day is not None:
             browser.open(f"{api_url}/loopline/reports/{project.project}/{model}/{report_day}.html")
-            shots.append(browser.screenshot(out / "drift-report.png", full_page=True))
+            shots.append(browser.screenshot(out / "drift-report.png", full_page=True, max_height=1400))
     return shots
 
 
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default="flights")
     parser.add_argument("--model", default=None, help="the model whose DAG and report are shot (default: first)")
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2013, 1, 1))
-    parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2013, 4, 10))
+    parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2013, 3, 20))
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
