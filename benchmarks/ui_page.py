@@ -19,7 +19,7 @@ mounted as the api-server mounts it, Airflow's auth dependency overridden) and p
   page opened now and then).
 
 Times are wall clock, best of ``--repeat`` (cold: one run per fresh cache), with the machine's load average beside
-them (the machine is shared). The script always exits 0: it is a report.
+them (the machine is shared). The script exits 0 (it is a report) unless the page does not answer 200.
 """
 
 from __future__ import annotations
