@@ -19,7 +19,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem;col
 h1{font-size:1.4rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.3rem 0}
 th,td{border:1px solid #d9dee3;padding:.25rem .45rem;text-align:left;vertical-align:top}
-th{background:#f3f5f7}.note{color:#52606d;font-style:italic}.error{color:#b42318}
+th{background:#f3f5f7}td.window{white-space:nowrap}.note{color:#52606d;font-style:italic}.error{color:#b42318}
 .heat td{padding:0;text-align:center;min-width:2.2rem}.heat td a{display:block;padding:.2rem;color:inherit;
 text-decoration:none}.heat th.day{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal}
 .ok{background:#d3f2dc}.warn{background:#fde9b8}.bad{background:#f8c4bf}.na{background:#eceff1;color:#8a949e}
@@ -86,10 +86,11 @@ def _timeline(registry: Mapping[str, Any]) -> str:
             parts.append(
                 f"<tr><td>{_e(r.get('action'))}</td><td>{_e(r.get('version'))}</td><td>{_e(r.get('previous'))}</td>"
                 f"<td>{_e(r.get('metric'))}</td><td>{_num(r.get('candidate'))}</td><td>{_num(r.get('champion'))}</td>"
-                f"<td>{_e(window.get('validation_start'))} … {_e(window.get('window_end'))}</td>"
+                f"<td class=\"window\">{_e(window.get('validation_start'))} …<br>{_e(window.get('window_end'))}</td>"
                 f"<td>{_e(r.get('reason'))}</td><td>{_metrics(r.get('candidate_metrics') or {})}</td>"
                 f"<td>{_metrics(r.get('champion_metrics') or {})}</td>"
-                f"<td>{_e(r.get('dag_id'))}<br>{_e(r.get('dag_run_id'))}</td></tr>")
+                + (f"<td>{_e(r.get('dag_id'))}<br>{_e(r.get('dag_run_id'))}</td></tr>" if r.get("dag_id")
+                   else '<td class="note">outside Airflow</td></tr>'))
         parts.append("</table>")
     rejections = registry.get("rejections") or []
     if rejections:
