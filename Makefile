@@ -9,7 +9,7 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export UV_PYTHON ?= 3.11
 
-.PHONY: help install demo up down stack stack-down test test-fast lint typecheck bench clean
+.PHONY: help install demo up down stack stack-down test test-fast lint typecheck bench ui-shots clean
 
 help:
 	@echo "make demo   - replay 2013 through Airflow on the embedded default (SQLite, local folder, local MLflow)"
@@ -20,6 +20,8 @@ help:
 	@echo "              api-server, scheduler, dag-processor, triggerer, MLflow on PostgreSQL; returns once healthy"
 	@echo "make stack-down - stop exactly what make stack started"
 	@echo "make bench  - run the benchmarks in benchmarks/ and print their figures"
+	@echo "make ui-shots - run flights for a few months on the embedded stack and screenshot the Loopline page,"
+	@echo "              a DAG page and a drift report with headless Chromium (plugins/loopline_airflow/ui/screenshots)"
 	@echo "make clean  - remove the local state in .loopline/ but keep the environment"
 
 $(CURDIR)/.loopline/bootstrap/bin/uv:
@@ -63,6 +65,10 @@ test-fast: install
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+ui-shots: install
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	$(PY) -m loopline_airflow.ui.shots $(SHOTS_ARGS)
 
 clean:
 	rm -rf .loopline/demo .loopline/bench .loopline/demo-summary.json

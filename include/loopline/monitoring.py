@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,8 @@ class Monitored:
     task: str
     window_days: int
     model_name: str
+    metric: str = ""
+    """The metric the champion is judged on (the gate metric); empty: the task type's default."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -117,6 +120,42 @@ def performance_for(
         return None
     current = score_metric(labelled["label"].to_numpy(), labelled["score"].to_numpy(), config.performance_metric)
     return performance_decay(reference, current, config)
+
+
+def labelled_performance(scores: pd.DataFrame, day: dt.date, task: str, metric: str,
+                         validation: Mapping[str, float]) -> dict[str, Any]:
+    """The champion's ``metric`` on the labelled rows it scored in the window before ``day``, beside its
+    training-time validation value: the report's ``performance`` block (a point on the page's chart).
+
+    Computed with the task type's own metrics (binary and regression alike), whenever at least one labelled row
+    exists; ``value`` is None with a ``note`` saying why otherwise. ``rows`` and ``days`` say what it stands on.
+    """
+    import math
+
+    from loopline.tasktypes import LabelError, task_type
+
+    tt = task_type(task)
+    name = metric or tt.default_metric
+    reference = validation.get(name)
+    out: dict[str, Any] = {
+        "metric": name, "higher_is_better": tt.metrics.get(name, True),
+        "validation": float(reference) if reference is not None and math.isfinite(reference) else None,
+        "value": None, "rows": 0, "days": [], "note": None,
+    }
+    labelled = scores[(scores["ds"] < day) & scores["label"].notna()] if not scores.empty else scores
+    if labelled.empty:
+        out["note"] = "no labelled row scored by this version before the day in the window"
+        return out
+    out["rows"] = len(labelled)
+    out["days"] = sorted({d.isoformat() for d in labelled["ds"]})
+    try:
+        value = tt.evaluate(labelled["label"].to_numpy(dtype="float64"), labelled["score"].to_numpy(dtype="float64"),
+                            [name])[name]
+    except (LabelError, ValueError) as exc:
+        out["note"] = f"{name} not measurable on {len(labelled)} labelled row(s): {exc}"
+        return out
+    out["value"] = float(value) if math.isfinite(value) else None
+    return out
 
 
 def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date, *, monitored: Monitored,
@@ -181,6 +220,7 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date, *, m
         "window": {"start": days[0].isoformat(), "end": day.isoformat(), "days": used,
                    "scored_days": scored_days},
         "notes": notes,
+        "performance": labelled_performance(scores, day, m.task, m.metric, profile.validation_metrics),
     })
     uri = write_drift_report(store, fsv, day, body, report.to_html(title=f"Loopline drift — {m.model_name} {day}"),
                              dataset=m.reports_dataset)

@@ -117,6 +117,30 @@ def report_days(store: PartitionStore, fsv: str, *, dataset: str = DRIFT) -> lis
     return sorted(days)
 
 
+_STAMP_KEYS = ("ino", "mtime", "size", "ETag", "etag", "generation", "md5Hash", "LastModified", "last_modified",
+               "updated")
+
+
+def report_stamps(store: PartitionStore, fsv: str, *, dataset: str = DRIFT) -> dict[dt.date, str | None]:
+    """Every day with a report folder (oldest first) and the identity of its ``report.json``, from two listings.
+
+    The identity changes whenever the report is written again (a new file renamed in place locally: another
+    inode and mtime; a new object on S3/GCS: another ETag or generation), so a reader may cache what it parsed
+    from a report under ``(day, identity)`` for as long as it likes. None: the folder has no ``report.json``
+    (a write in progress, or a removed report).
+    """
+    days = report_days(store, fsv, dataset=dataset)  # refreshes the listing
+    if not days:
+        return {}
+    base = f"{store.root}/_{REPORTS_KIND}/{dataset}/v={fsv}"
+    found: dict[str, str] = {}
+    for path, info in store.fs.find(base, detail=True).items():
+        parts = str(path).rstrip("/").rsplit("/", 2)
+        if len(parts) == 3 and parts[2] == REPORT_JSON:
+            found[parts[1]] = "|".join(f"{k}={info[k]}" for k in _STAMP_KEYS if info.get(k) is not None)
+    return {day: found.get(f"ds={day.isoformat()}") for day in days}
+
+
 def list_drift_reports(
     store: PartitionStore,
     fsv: str,

@@ -126,7 +126,7 @@ def monitored_spec(project: Project, model: str) -> Monitored:
     return Monitored(project_names(project).features_dataset, names.predictions_dataset, names.drift_dataset,
                      project.features.version, tuple(project.model_features(model)), tuple(project.features.keys),
                      spec.label.column, spec.label.positive, spec.task, spec.drift.window_days,
-                     names.registered_model)
+                     names.registered_model, metric=spec.gate_metric)
 
 
 def drift_config(project: Project, model: str) -> Any:

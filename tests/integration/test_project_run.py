@@ -103,6 +103,21 @@ def test_drift_reports_are_written_per_model(bikes_run: tuple[dict, Path, str]) 
     assert "temp_c" not in report["features"]  # not an input of this model
 
 
+@pytest.mark.parametrize(("model", "metric", "higher"), [("late_return", "pr_auc", True), ("duration", "rmse", False)])
+def test_drift_reports_carry_the_champions_labelled_performance(bikes_run: tuple[dict, Path, str], model: str,
+                                                                 metric: str, higher: bool) -> None:
+    from loopline.reports import list_drift_reports
+
+    _, _, root = bikes_run
+    found = list_drift_reports(PartitionStore(root), "2", dataset=f"bikes/{model}/drift")
+    blocks = [r["performance"] for r in found]
+    assert blocks and all(b["metric"] == metric and b["higher_is_better"] is higher for b in blocks)
+    measured = [b for b in blocks if b["value"] is not None]
+    assert measured, [b["note"] for b in blocks]
+    assert all(b["rows"] > 0 and b["validation"] is not None for b in measured)
+    assert all(b["note"] for b in blocks if b["value"] is None)  # a missing value says why
+
+
 def test_every_partition_of_the_run_verifies(bikes_run: tuple[dict, Path, str]) -> None:
     _, _, root = bikes_run
     report = PartitionStore(root).verify()  # content hashes included; nothing left by the failed days

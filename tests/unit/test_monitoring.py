@@ -55,3 +55,76 @@ def test_a_feature_that_cannot_be_compared_counts_in_the_day_check(tmp_path: Pat
     assert set(body["decision"]["not_compared"]) == set(broken)
     assert set(body["skipped"]) == set(broken)
     assert body["decision"]["n_features"] == len(m.columns)
+
+
+def _scored(days: list[dt.date], labels: list[list[float]], scores: list[list[float]]) -> pd.DataFrame:
+    frames = [pd.DataFrame({"rental_ref": range(len(y)), "score": s, "label": y, "ds": [d] * len(y)})
+              for d, y, s in zip(days, labels, scores, strict=True)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_labelled_performance_is_the_task_metric_on_the_days_before_the_check() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    day = dt.date(2013, 3, 3)
+    days = [dt.date(2013, 3, 1), dt.date(2013, 3, 2), day]
+    y = [[0, 1, 0, 1], [1, 0, np.nan, 1], [1, 1, 0, 0]]
+    s = [[0.1, 0.8, 0.6, 0.4], [0.9, 0.2, 0.5, 0.3], [0.0, 0.0, 1.0, 1.0]]
+    out = monitoring.labelled_performance(_scored(days, y, s), day, "binary_classification", "roc_auc",
+                                          {"roc_auc": 0.81, "brier": 0.2})
+    # the day itself and the row without a label are left out: 7 rows of the two days before
+    expected = roc_auc_score([0, 1, 0, 1, 1, 0, 1], [0.1, 0.8, 0.6, 0.4, 0.9, 0.2, 0.3])
+    assert out["value"] == pytest.approx(expected) and out["rows"] == 7
+    assert out["days"] == ["2013-03-01", "2013-03-02"]
+    assert out["validation"] == 0.81 and out["metric"] == "roc_auc" and out["higher_is_better"] is True
+    assert out["note"] is None
+
+
+def test_labelled_performance_of_a_regression_and_when_it_cannot_be_measured() -> None:
+    day = dt.date(2013, 3, 3)
+    days = [dt.date(2013, 3, 2)]
+    out = monitoring.labelled_performance(_scored(days, [[10.0, 20.0]], [[13.0, 16.0]]), day, "regression", "",
+                                          {"rmse": 2.5})
+    assert out["metric"] == "rmse" and out["value"] == pytest.approx(((9 + 16) / 2) ** 0.5)
+    assert out["higher_is_better"] is False and out["validation"] == 2.5
+    one_class = monitoring.labelled_performance(_scored(days, [[1.0, 1.0]], [[0.2, 0.9]]), day,
+                                                "binary_classification", "roc_auc", {})
+    assert one_class["value"] is None and one_class["rows"] == 2 and "both classes" in one_class["note"]
+    assert one_class["validation"] is None
+    none = monitoring.labelled_performance(_scored(days, [[np.nan]], [[0.2]]), day, "binary_classification",
+                                           "roc_auc", {})
+    assert none["value"] is None and none["rows"] == 0 and none["note"].startswith("no labelled row")
+
+
+def test_the_day_check_writes_the_champions_labelled_performance(tmp_path: Path, bikes: Project,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.metrics import average_precision_score
+
+    m = steps.monitored_spec(bikes, "late_return")  # binary, gated on pr_auc, label "late" positive "Y"
+    assert (m.label, m.positive, m.metric) == ("late", "Y", "pr_auc")
+    categorical = {c for c in m.columns if bikes.features.column(c).kind == "categorical"}
+    settings = Settings(home=tmp_path)
+    store = PartitionStore((tmp_path / "root").as_uri())
+    rng = np.random.default_rng(1)
+    profile = ReferenceProfile.fit(_features(rng, 3000, m, categorical)[list(m.columns)],
+                                   validation_metrics={"pr_auc": 0.7})
+    labels, preds = [], []
+    for d in monitoring.window_days(m.window_days, DAY):
+        day = _features(rng, 200, m, categorical)
+        y = rng.random(200) < 0.3
+        day["late"] = np.where(y, "Y", "N")
+        store.write(m.features_dataset, m.version, d, day)
+        scores = np.clip(y * 0.3 + rng.random(200) * 0.7, 0, 1)
+        store.write(m.predictions_dataset, m.version, d,
+                    pd.DataFrame({"rental_ref": day["rental_ref"], "score": scores, "model_version": "1"}))
+        if d < DAY:
+            labels.append(y.astype(float))
+            preds.append(scores)
+    monkeypatch.setattr(monitoring, "reference_for", lambda settings, version: profile)
+    monitoring.check_day(store, settings, DAY, monitored=m)
+    body = read_drift_report(store, m.version, DAY, dataset=m.reports_dataset)
+    assert body is not None
+    perf = body["performance"]
+    assert perf["metric"] == "pr_auc" and perf["validation"] == 0.7
+    assert perf["value"] == pytest.approx(average_precision_score(np.concatenate(labels), np.concatenate(preds)))
+    assert perf["rows"] == 200 * (len(monitoring.window_days(m.window_days, DAY)) - 1)

@@ -33,11 +33,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_REPORT_DAYS = 60
-"""Days of drift reports per model on the page (the newest)."""
+MAX_REPORT_DAYS = 366
+"""Days of drift reports per model on the page (the newest): the charts draw them all."""
+MAX_HEATMAP_DAYS = 60
+"""Newest days of the heatmap (the charts cover every day read)."""
 MAX_DECISIONS = 50
 """Newest champion changes and rejections per model whose recorded decision is read."""
 DEFAULT_PSI_BANDS = (0.1, 0.2)
+REGISTRY_TTL_SECONDS = 30.0
+"""How long the registry part of the page (champion, decisions) and the reachability of MLflow are reused."""
 REACHABLE_TIMEOUT_SECONDS = 3.0
 
 
@@ -121,10 +125,11 @@ def mlflow_unreachable(uri: str, timeout: float = REACHABLE_TIMEOUT_SECONDS) -> 
 
 
 class TTLCache:
-    """A small thread-safe LRU whose entries expire: drift reports are written once per day and model and are
-    rewritten only by a rerun, so a page may show a summary up to ``ttl`` seconds old."""
+    """A small thread-safe LRU whose entries expire after ``ttl`` seconds (``None``: never; then the key must
+    name the immutable thing cached, e.g. a report's file identity)."""
 
-    def __init__(self, maxsize: int = 2048, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, maxsize: int = 2048, ttl: float | None = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.maxsize, self.ttl, self._clock = maxsize, ttl, clock
         self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
@@ -138,7 +143,7 @@ class TTLCache:
                 return hit[1]
         value = compute()
         with self._lock:
-            self._data[key] = (now + self.ttl, value)
+            self._data[key] = (math.inf if self.ttl is None else now + self.ttl, value)
             self._data.move_to_end(key)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
@@ -149,7 +154,12 @@ class TTLCache:
             self._data.clear()
 
 
-REPORT_CACHE = TTLCache()
+REPORT_CACHE = TTLCache(maxsize=20_000, ttl=None)
+"""Parsed report summaries, keyed on the report file's identity (``reports.report_stamps``): a written report
+never changes, and a rewritten one has another identity, so entries never expire (only the LRU bound)."""
+REGISTRY_CACHE = TTLCache(maxsize=256, ttl=REGISTRY_TTL_SECONDS)
+"""The registry part of a model (champion, timeline, rejections) and MLflow's reachability, briefly: an alias
+moves at any time."""
 
 
 # -- drift ------------------------------------------------------------------------------------------------------
@@ -162,6 +172,10 @@ def report_summary(report: Mapping[str, Any]) -> dict[str, Any]:
         bands = DEFAULT_PSI_BANDS
     features = report.get("features") or {}
     psi = {str(name): finite(f.get("psi")) for name, f in features.items() if isinstance(f, Mapping)}
+    prediction_column = str(config.get("prediction_column") or "score") if isinstance(config, Mapping) else "score"
+    prediction = decision.get("prediction_drift")
+    prediction_psi = finite(prediction.get("psi")) if isinstance(prediction, Mapping) else psi.get(prediction_column)
+    drift_share = finite(config.get("drift_share")) if isinstance(config, Mapping) else None
     return {
         "ds": str(report.get("ds")),
         "model_version": report.get("model_version"),
@@ -171,18 +185,47 @@ def report_summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "psi_bands": [float(bands[0]), float(bands[1])],
         "psi": psi,
         "skipped": sorted(str(k) for k in (report.get("skipped") or {})),
+        "prediction_column": prediction_column,
+        "prediction_psi": prediction_psi,
+        "share_drifted": finite(decision.get("share_drifted")),
+        "drift_share": drift_share,
+        "performance": _performance(report),
         "error": None,
     }
 
 
-def drift_days(store: PartitionStore, fsv: str, dataset: str, limit: int = MAX_REPORT_DAYS) -> dict[str, Any]:
-    """The newest ``limit`` days of drift reports of one model, oldest first, each summarised or with its error."""
-    from loopline.reports import ReportError, read_drift_report, report_days
+def _performance(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The champion's labelled performance of a report: its ``performance`` block (written by the drift check
+    since it records one), else the concept-drift verdict's numbers; None when the report has neither."""
+    block = report.get("performance")
+    if isinstance(block, Mapping):
+        return {"metric": str(block.get("metric")), "value": finite(block.get("value")),
+                "validation": finite(block.get("validation")), "rows": block.get("rows"),
+                "higher_is_better": bool(block.get("higher_is_better", True)), "note": block.get("note")}
+    decay = (report.get("decision") or {}).get("performance_decay")
+    if isinstance(decay, Mapping):
+        return {"metric": str(decay.get("metric")), "value": finite(decay.get("current")),
+                "validation": finite(decay.get("reference")), "rows": None, "higher_is_better": None, "note": None}
+    return None
 
-    days = report_days(store, fsv, dataset=dataset)
+
+def drift_days(store: PartitionStore, fsv: str, dataset: str, limit: int = MAX_REPORT_DAYS) -> dict[str, Any]:
+    """The newest ``limit`` days of drift reports of one model, oldest first, each summarised or with its error.
+
+    One listing gives every day and the identity of its ``report.json``; a summary is parsed once per identity
+    and kept (a rewritten day has a new identity, so it is read again).
+    """
+    from loopline.reports import ReportError, read_drift_report, report_stamps
+
+    stamps = report_stamps(store, fsv, dataset=dataset)
+    days = list(stamps)
     out: list[dict[str, Any]] = []
     for day in days[-limit:]:
-        key = (store.root, dataset, fsv, day.isoformat())
+        stamp = stamps[day]
+        if stamp is None:  # a folder without report.json: a write in progress or a removed report
+            out.append({"ds": day.isoformat(), "error": "no report.json in this day's folder"})
+            continue
+        key = (store.root, dataset, fsv, day.isoformat(), stamp)
 
         def read(day: dt.date = day) -> dict[str, Any] | None:
             report = read_drift_report(store, fsv, day, dataset=dataset)
@@ -196,12 +239,12 @@ def drift_days(store: PartitionStore, fsv: str, dataset: str, limit: int = MAX_R
         except OSError as exc:
             out.append({"ds": day.isoformat(), "error": f"cannot read report: {_short(exc)}"})
             continue
-        if summary is None:  # a folder without report.json: a write in progress or a removed report
+        if summary is None:  # removed between the listing and the read
             out.append({"ds": day.isoformat(), "error": "no report.json in this day's folder"})
             continue
         out.append(summary)
     features: dict[str, float] = {}
-    for day_summary in out:
+    for day_summary in out[-MAX_HEATMAP_DAYS:]:
         for name, value in (day_summary.get("psi") or {}).items():
             features[name] = max(features.get(name, -1.0), value if value is not None else -1.0)
     return {
@@ -283,10 +326,24 @@ def _ms(value: Any) -> str | None:
 
 
 # -- the whole page ---------------------------------------------------------------------------------------------
-def model_view(project: Project, model: str, store: PartitionStore | None, store_error: str | None,
-               sources: Sources, mlflow_error: str | None) -> dict[str, Any]:
-    from loopline.project.names import STEPS, model_names
+def _registry_part(sources: Sources, name: str) -> dict[str, Any]:
     from loopline.promotion import UnknownModelError
+
+    try:
+        return registry_view(sources.registry(name))
+    except UnknownModelError:
+        return {"champion": None, "timeline": [], "rejections": [], "message": (
+            f"registered model {name!r} does not exist yet: no training run has registered it (run the retrain DAG)")}
+    except Exception as exc:  # the page says what failed instead of failing
+        log.warning("Loopline page: registry of %s unreadable: %s", name, exc)
+        return {"champion": None, "timeline": [], "rejections": [],
+                "message": f"MLflow registry unreadable: {_short(exc)}"}
+
+
+def model_view(project: Project, model: str, store: PartitionStore | None, store_error: str | None,
+               sources: Sources, mlflow_error: str | None, tracking_uri: str = "") -> dict[str, Any]:
+    """One model's part of the page; the registry part is reused for ``REGISTRY_TTL_SECONDS`` per tracking URI."""
+    from loopline.project.names import STEPS, model_names
 
     names = model_names(project, model)
     out: dict[str, Any] = {
@@ -296,16 +353,9 @@ def model_view(project: Project, model: str, store: PartitionStore | None, store
     if mlflow_error:
         out["registry"] = {"champion": None, "timeline": [], "rejections": [], "message": mlflow_error}
     else:
-        try:
-            out["registry"] = registry_view(sources.registry(names.registered_model))
-        except UnknownModelError:
-            out["registry"] = {"champion": None, "timeline": [], "rejections": [], "message": (
-                f"registered model {names.registered_model!r} does not exist yet: no training run has registered "
-                "it (run the retrain DAG)")}
-        except Exception as exc:  # the page says what failed instead of failing
-            log.warning("Loopline page: registry of %s unreadable: %s", names.registered_model, exc)
-            out["registry"] = {"champion": None, "timeline": [], "rejections": [],
-                               "message": f"MLflow registry unreadable: {_short(exc)}"}
+        out["registry"] = REGISTRY_CACHE.get_or_set(
+            ("registry", tracking_uri, names.registered_model),
+            lambda: _registry_part(sources, names.registered_model))
     if store is None:
         out["drift"] = {"days": [], "total_days": 0, "features": [], "message": store_error}
     else:
@@ -330,8 +380,10 @@ def overview(sources: Sources) -> dict[str, Any]:
         store = sources.store()
     except Exception as exc:
         store_error = f"store unreadable: {_short(exc)}"
+    tracking_uri = ""
     try:
-        mlflow_error = mlflow_unreachable(sources.tracking_uri())
+        tracking_uri = sources.tracking_uri()
+        mlflow_error = REGISTRY_CACHE.get_or_set(("reachable", tracking_uri), lambda: mlflow_unreachable(tracking_uri))
     except Exception as exc:
         mlflow_error = f"MLflow connection unusable: {_short(exc)}"
     projects: list[dict[str, Any]] = []
@@ -340,7 +392,8 @@ def overview(sources: Sources) -> dict[str, Any]:
             projects.append({"project": f.path.parent.name, "path": str(f.path), "models": [],
                              "error": str(f.error)})
             continue
-        models = [model_view(f.project, m, store, store_error, sources, mlflow_error) for m in f.project.models]
+        models = [model_view(f.project, m, store, store_error, sources, mlflow_error, tracking_uri)
+                  for m in f.project.models]
         projects.append({"project": f.project.project, "path": str(f.path), "models": models, "error": None})
     return {"projects": projects,
             "message": None if projects else "no project found (include/projects/ and LOOPLINE_PROJECTS_PATH)"}

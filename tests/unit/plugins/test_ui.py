@@ -91,9 +91,10 @@ def _sources(store: PartitionStore | None, registry_uri: str | None) -> Any:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     from loopline_airflow.ui.app import REPORT_HTML_CACHE
-    from loopline_airflow.ui.data import REPORT_CACHE
+    from loopline_airflow.ui.data import REGISTRY_CACHE, REPORT_CACHE
 
     REPORT_CACHE.clear()
+    REGISTRY_CACHE.clear()
     REPORT_HTML_CACHE.clear()
     yield
 
