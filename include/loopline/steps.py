@@ -133,10 +133,10 @@ def drift_config(project: Project, model: str) -> Any:
     from loopline.drift import DriftConfig
 
     spec = project.models[model]
-    metric = spec.gate_metric
+    # The gate metric under the task types' name: the reference profile stores the validation metrics so.
     return DriftConfig(psi_bands=spec.drift.psi_bands, drift_share=spec.drift.drifted_share,
                        key_features={name: 1.0 for name in spec.drift.key_features} or None,
-                       performance_metric="average_precision" if metric == "pr_auc" else metric)
+                       performance_metric=spec.gate_metric)
 
 
 # -- sources ---------------------------------------------------------------------------------------------------

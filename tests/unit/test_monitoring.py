@@ -128,3 +128,23 @@ def test_the_day_check_writes_the_champions_labelled_performance(tmp_path: Path,
     assert perf["metric"] == "pr_auc" and perf["validation"] == 0.7
     assert perf["value"] == pytest.approx(average_precision_score(np.concatenate(labels), np.concatenate(preds)))
     assert perf["rows"] == 200 * (len(monitoring.window_days(m.window_days, DAY)) - 1)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "pr_auc", "log_loss", "brier"])
+def test_every_binary_gate_metric_gets_a_concept_drift_verdict(bikes: Project, metric: str) -> None:
+    # The reference profile stores validation metrics under the task types' names; the decay check must find
+    # them (a pr_auc-gated model once never got a verdict: its config asked for "average_precision").
+    model = bikes.models["late_return"]
+    project = bikes.model_copy(update={"models": {**bikes.models, "late_return": model.model_copy(
+        update={"metric": model.metric.model_copy(update={"name": metric})})}})
+    config = steps.drift_config(project, "late_return")
+    assert config.performance_metric == metric
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.3).astype(float)
+    noise = rng.random(2000)  # scores that know nothing of the label: far worse than at validation
+    scores = pd.DataFrame({"rental_ref": range(2000), "score": noise, "label": y, "ds": dt.date(2022, 4, 1)})
+    good = {"roc_auc": 0.95, "pr_auc": 0.9, "log_loss": 0.2, "brier": 0.05}[metric]
+    profile = ReferenceProfile.fit(pd.DataFrame({"x": rng.normal(size=100)}), validation_metrics={metric: good})
+    verdict = monitoring.performance_for(scores, DAY, profile, config)
+    assert verdict is not None and verdict.metric == metric
+    assert verdict.reference == good and verdict.decayed is True

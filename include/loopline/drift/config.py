@@ -13,6 +13,7 @@ SEVERITIES: tuple[str, ...] = ("none", "moderate", "major")
 HIGHER_IS_BETTER: dict[str, bool] = {
     "roc_auc": True,
     "average_precision": True,
+    "pr_auc": True,  # the task types' name of average precision (what a project's gate metric and profile use)
     "accuracy": True,
     "f1": True,
     "r2": True,

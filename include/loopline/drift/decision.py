@@ -79,8 +79,8 @@ def score_metric(y_true: npt.ArrayLike, y_score: npt.ArrayLike, metric: str = "r
     Args:
         y_true: Labels.
         y_score: Model scores (probabilities for classification metrics).
-        metric: One of ``roc_auc``, ``average_precision``, ``log_loss``, ``brier``, ``accuracy`` (score ≥ 0.5),
-            ``rmse``, ``mae``, ``r2``.
+        metric: One of ``roc_auc``, ``average_precision`` (also named ``pr_auc``), ``log_loss``, ``brier``,
+            ``accuracy`` (score ≥ 0.5), ``rmse``, ``mae``, ``r2``.
 
     Returns:
         The metric value.
@@ -92,6 +92,7 @@ def score_metric(y_true: npt.ArrayLike, y_score: npt.ArrayLike, metric: str = "r
     funcs: dict[str, Any] = {
         "roc_auc": skm.roc_auc_score,
         "average_precision": skm.average_precision_score,
+        "pr_auc": skm.average_precision_score,
         "log_loss": skm.log_loss,
         "brier": skm.brier_score_loss,
         "mae": skm.mean_absolute_error,
