@@ -68,7 +68,7 @@ bench: install
 
 ui-shots: install
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
-	$(PY) -m loopline_airflow.ui.shots $(SHOTS_ARGS)
+	$(PY) -m loopline_dev.shots $(SHOTS_ARGS)
 
 clean:
 	rm -rf .loopline/demo .loopline/bench .loopline/demo-summary.json

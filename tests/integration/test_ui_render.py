@@ -21,7 +21,7 @@ import pytest
 from loopline import promotion, reports
 from loopline.project.loader import Found, load_file
 from loopline.store import PartitionStore
-from loopline_airflow.ui.browser import INSTALL_HINT, chromium, dump_dom
+from loopline_dev.browser import INSTALL_HINT, chromium, dump_dom
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(chromium() is None, reason=f"no Chromium binary on PATH: {INSTALL_HINT}")]

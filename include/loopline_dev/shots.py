@@ -1,8 +1,8 @@
 """Screenshots of the Loopline page in the real Airflow UI (``make ui-shots``).
 
-``python -m loopline_airflow.ui.shots`` does what a person would:
+``python -m loopline_dev.shots`` does what a person would:
 
-1. starts the embedded stack (``loopline.stack``: SQLite metadata DB, LocalExecutor, a local ``mlflow server``,
+1. starts the embedded stack (``loopline_dev.stack``: SQLite metadata DB, LocalExecutor, a local ``mlflow server``,
    the api-server with this repository's ``plugins/``) in ``--home``;
 2. runs ``loopline run PROJECT`` over ``--start``..``--end`` against that stack's store and MLflow server
    (``loopline.runner.run_project``: features, the first champion, scoring, drift reports, retraining on the
@@ -37,10 +37,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loopline_airflow.ui.browser import INSTALL_HINT, BrowserError, chromium
+from loopline_dev.browser import INSTALL_HINT, BrowserError, chromium
 
 log = logging.getLogger("loopline.shots")
-OUT = Path(__file__).resolve().parent / "screenshots"
+OUT = Path(__file__).resolve().parents[2] / "plugins" / "loopline_airflow" / "ui" / "screenshots"
 
 
 # -- a minimal DevTools protocol client ------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def take(api_url: str, token: str, out: Path, project: Any, model: str, report_d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loopline_airflow.ui.shots", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loopline_dev.shots", description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, default=Path(".loopline/shots"), help="stack state (wiped first)")
     parser.add_argument("--project", default="flights")
     parser.add_argument("--model", default=None, help="the model whose DAG and report are shot (default: first)")
@@ -215,10 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ui-shots: no Chromium binary on PATH: {INSTALL_HINT}", file=sys.stderr)
         return 2
 
-    from loopline.pipeline import store_for
     from loopline.project import load_project
     from loopline.runner import run_project
-    from loopline.stack import Stack, StackConfig
+    from loopline.steps import store_for
+
+    from loopline_dev.stack import Stack, StackConfig
 
     project = load_project(args.project)
     model = args.model or next(iter(project.models))
