@@ -43,10 +43,11 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 REFERENCE_PROFILE_ARTIFACT = "drift/reference_profile.json"
+TAG_TRIGGER = "loopline.trigger"  # what started a training run: cron, drift or manual (run and version tag)
 LINEAGE_TAGS = (
     "loopline.window_start", "loopline.window_end", "loopline.validation_start", "loopline.feature_set_version",
     "loopline.train_rows", "loopline.validation_rows", "loopline.content_hash", "loopline.package_version",
-    "loopline.git_revision", "loopline.seed", "loopline.trigger", "loopline.dag_id", "loopline.dag_run_id",
+    "loopline.git_revision", "loopline.seed", TAG_TRIGGER, "loopline.dag_id", "loopline.dag_run_id",
 )
 
 

@@ -42,9 +42,10 @@ def _registry(uri: str) -> None:
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(MODEL)
-    for version, auc in (("1", 0.61), ("2", 0.66), ("3", 0.64)):
+    for version, auc, trigger in (("1", 0.61, "manual"), ("2", 0.66, "cron"), ("3", 0.64, "drift")):
         client.create_model_version(MODEL, source=f"file:///nowhere/{version}")
         client.set_model_version_tag(MODEL, version, "loopline.val_roc_auc", str(auc))
+        client.set_model_version_tag(MODEL, version, "loopline.trigger", trigger)
     registry = promotion.Registry(client, MODEL)
     promotion.promote(registry, MODEL, "1", {
         "action": "promote", "reason": "no champion yet; guardrails hold", "metric": "roc_auc",
@@ -159,10 +160,11 @@ def test_chromium_renders_the_champion_the_timeline_the_heatmap_and_the_plots(pa
 
     rows = [n["text"] for n in nodes if n["tag"] == "tr" and n["text"].startswith("promote")]
     assert len(rows) == 2
-    assert rows[0].startswith("promote21roc_auc0.66000.6100") and "better roc_auc by 0.05" in rows[0]
-    assert rows[1].startswith("promote1roc_auc0.6100") and "no champion yet; guardrails hold" in rows[1]
+    # action, version, previous, trigger, metric, candidate, champion, ...
+    assert rows[0].startswith("promote21cronroc_auc0.66000.6100") and "better roc_auc by 0.05" in rows[0]
+    assert rows[1].startswith("promote1manualroc_auc0.6100") and "no champion yet; guardrails hold" in rows[1]
     rejected = [n["text"] for n in nodes if n["tag"] == "tr" and "worse roc_auc by 0.02" in n["text"]]
-    assert len(rejected) == 1 and rejected[0].startswith("3")
+    assert len(rejected) == 1 and rejected[0].startswith("3") and "drift2worse roc_auc" in rejected[0]
 
     cells = {n["title"]: (n["class"], n["text"]) for n in nodes if n["tag"] == "td" and "PSI" in n.get("title", "")}
     assert cells["temp 2013-03-03: PSI 0.3127"] == ("bad", "0.31")

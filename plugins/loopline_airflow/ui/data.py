@@ -265,13 +265,20 @@ def _decision(registry: Registry, version: str) -> dict[str, Any] | None:
 def registry_view(registry: Registry) -> dict[str, Any]:
     """Champion, champion changes (newest first) and rejected candidates of one registered model."""
     from loopline.promotion import TAG_DECISION, TAG_DECISION_JSON, history, logged_metrics
+    from loopline.tracking import TAG_TRIGGER
 
     champion = registry.champion()
     changes = list(reversed(history(registry)))
+    versions = registry.call(f"list versions of {registry.name!r}", registry.client.search_model_versions,
+                             f"name='{registry.name}'")
+    # Each version's training run and what triggered it (cron, drift, manual): tags set when it was registered.
+    origin = {str(mv.version): {"run_id": mv.run_id, "trigger": (mv.tags or {}).get(TAG_TRIGGER)}
+              for mv in versions}
     timeline = []
     for entry in changes[:MAX_DECISIONS]:
         keys = ("action", "version", "previous", "reason", "metric", "dag_id", "dag_run_id")
         row: dict[str, Any] = {k: entry.get(k) for k in keys}
+        row.update(origin.get(str(entry.get("version")), {"run_id": None, "trigger": None}))
         row["candidate"], row["champion"] = finite(entry.get("candidate")), finite(entry.get("champion"))
         row["window"] = entry.get("window") if isinstance(entry.get("window"), dict) else {}
         row["candidate_metrics"], row["champion_metrics"] = {}, {}
@@ -282,8 +289,6 @@ def registry_view(registry: Registry) -> dict[str, Any]:
             row["metrics_truncated"] = bool(record.get("metrics_truncated"))
         timeline.append(row)
     rejections = []
-    versions = registry.call(f"list versions of {registry.name!r}", registry.client.search_model_versions,
-                             f"name='{registry.name}'")
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         tags = mv.tags or {}
         if tags.get(TAG_DECISION) != "reject":
@@ -299,6 +304,7 @@ def registry_view(registry: Registry) -> dict[str, Any]:
             "candidate_metrics": _metrics(record.get("candidate_metrics")),
             "champion_metrics": _metrics(record.get("champion_metrics")),
             "registered_at": _ms(mv.creation_timestamp),
+            "run_id": mv.run_id, "trigger": tags.get(TAG_TRIGGER),
         })
         if len(rejections) >= MAX_DECISIONS:
             break
@@ -309,7 +315,7 @@ def registry_view(registry: Registry) -> dict[str, Any]:
     mv = registry.version(champion)
     since = next((e for e in changes if e.get("version") == champion), None)
     view["champion"] = {
-        "version": champion,
+        "version": champion, "run_id": mv.run_id, "trigger": (mv.tags or {}).get(TAG_TRIGGER),
         "registered_at": _ms(mv.creation_timestamp),
         "metrics": _metrics(logged_metrics(mv)),
         "since": None if since is None else {
@@ -345,10 +351,13 @@ def model_view(project: Project, model: str, store: PartitionStore | None, store
     """One model's part of the page; the registry part is reused for ``REGISTRY_TTL_SECONDS`` per tracking URI."""
     from loopline.project.names import STEPS, model_names
 
+    from loopline_airflow.links import mlflow_ui_url
+
     names = model_names(project, model)
     out: dict[str, Any] = {
         "project": project.project, "model": model, "registered_model": names.registered_model,
         "dags": {step: names.dag(step) for step in STEPS},
+        "mlflow_ui": mlflow_ui_url(tracking_uri),  # links to runs and versions (None: no MLflow UI to link to)
     }
     if mlflow_error:
         out["registry"] = {"champion": None, "timeline": [], "rejections": [], "message": mlflow_error}

@@ -58,7 +58,37 @@ def psi_band(psi: float | None, bands: Sequence[float]) -> str:
     return "warn" if psi < bands[1] else "bad"
 
 
-def _champion(registry: Mapping[str, Any]) -> str:
+def _version(model: Mapping[str, Any], version: Any) -> str:
+    """A version number, linked to its MLflow model-version page when there is an MLflow UI."""
+    from loopline_airflow.links import mlflow_model_version_url
+
+    base = model.get("mlflow_ui")
+    if not base or version in (None, ""):
+        return _e(version)
+    return f'<a href="{_e(mlflow_model_version_url(base, model["registered_model"], str(version)))}">{_e(version)}</a>'
+
+
+def _run(model: Mapping[str, Any], run_id: Any) -> str:
+    """The MLflow training run, linked when there is an MLflow UI."""
+    from loopline_airflow.links import mlflow_run_url
+
+    base = model.get("mlflow_ui")
+    if not run_id:
+        return "–"
+    return f'<a href="{_e(mlflow_run_url(base, str(run_id)))}">run</a>' if base else _e(str(run_id)[:8])
+
+
+def _dag_run(prefix: str, dag_id: Any, run_id: Any) -> str:
+    """The Airflow DAG run that made a decision, linked to its page in the Airflow UI."""
+    from urllib.parse import quote as q
+
+    ui = prefix[: -len("/loopline")] if prefix.endswith("/loopline") else ""
+    href = f"{ui}/dags/{q(str(dag_id), safe='')}/runs/{q(str(run_id), safe='')}"
+    return f'<a href="{_e(href)}">{_e(dag_id)}<br>{_e(run_id)}</a>'
+
+
+def _champion(registry: Mapping[str, Any], model: Mapping[str, Any] | None = None) -> str:
+    model = model or {}
     champion = registry.get("champion")
     if not champion:
         return f'<p class="note">{_e(registry.get("message") or "no champion")}</p>'
@@ -67,41 +97,47 @@ def _champion(registry: Mapping[str, Any]) -> str:
           else " outside Airflow (loopline run)")
     since_text = (f"{_e(since.get('action'))}{by}, data through {_e(since.get('window_end') or '?')}" if since
                   else "no recorded change (alias set outside the gate)")
+    trained = f" · trained on {_e(champion['trigger'])} trigger" if champion.get("trigger") else ""
     return (f'<p><b>Champion: version <span class="champion">{_e(champion["version"])}</span></b> · registered '
-            f"{_e(champion.get('registered_at'))} · since: {since_text}<br>metrics: "
-            f"{_metrics(champion.get('metrics') or {})}</p>")
+            f"{_e(champion.get('registered_at'))}{trained} · since: {since_text}<br>metrics: "
+            f"{_metrics(champion.get('metrics') or {})} · MLflow: {_version(model, champion['version'])} "
+            f"({_run(model, champion.get('run_id'))})</p>")
 
 
-def _timeline(registry: Mapping[str, Any]) -> str:
+def _timeline(registry: Mapping[str, Any], model: Mapping[str, Any] | None = None, prefix: str = "") -> str:
+    model = model or {}
     rows = registry.get("timeline") or []
     parts = ["<h3>Champion changes (newest first)</h3>"]
     if not rows:
         parts.append('<p class="note">no champion change recorded yet</p>')
     else:
-        parts.append("<table><tr><th>action</th><th>version</th><th>previous</th><th>metric</th><th>candidate</th>"
-                     "<th>champion</th><th>window</th><th>reason</th><th>candidate metrics</th>"
-                     "<th>champion metrics</th><th>run</th></tr>")
+        parts.append("<table><tr><th>action</th><th>version</th><th>previous</th><th>trigger</th><th>metric</th>"
+                     "<th>candidate</th><th>champion</th><th>window</th><th>reason</th><th>candidate metrics</th>"
+                     "<th>champion metrics</th><th>MLflow</th><th>DAG run</th></tr>")
         for r in rows:
             window = r.get("window") or {}
             parts.append(
-                f"<tr><td>{_e(r.get('action'))}</td><td>{_e(r.get('version'))}</td><td>{_e(r.get('previous'))}</td>"
+                f"<tr><td>{_e(r.get('action'))}</td><td>{_version(model, r.get('version'))}</td>"
+                f"<td>{_version(model, r.get('previous'))}</td><td>{_e(r.get('trigger') or '–')}</td>"
                 f"<td>{_e(r.get('metric'))}</td><td>{_num(r.get('candidate'))}</td><td>{_num(r.get('champion'))}</td>"
                 f"<td class=\"window\">{_e(window.get('validation_start'))} …<br>{_e(window.get('window_end'))}</td>"
                 f"<td>{_e(r.get('reason'))}</td><td>{_metrics(r.get('candidate_metrics') or {})}</td>"
-                f"<td>{_metrics(r.get('champion_metrics') or {})}</td>"
-                + (f"<td>{_e(r.get('dag_id'))}<br>{_e(r.get('dag_run_id'))}</td></tr>" if r.get("dag_id")
+                f"<td>{_metrics(r.get('champion_metrics') or {})}</td><td>{_run(model, r.get('run_id'))}</td>"
+                + (f"<td>{_dag_run(prefix, r.get('dag_id'), r.get('dag_run_id'))}</td></tr>" if r.get("dag_id")
                    else '<td class="note">outside Airflow</td></tr>'))
         parts.append("</table>")
     rejections = registry.get("rejections") or []
     if rejections:
         parts.append("<h3>Rejected candidates (newest first)</h3><table><tr><th>version</th><th>registered</th>"
-                     "<th>against champion</th><th>reason</th><th>candidate metrics</th><th>champion metrics</th></tr>")
+                     "<th>trigger</th><th>against champion</th><th>reason</th><th>candidate metrics</th>"
+                     "<th>champion metrics</th><th>MLflow</th></tr>")
         for r in rejections:
             parts.append(
-                f"<tr><td>{_e(r.get('version'))}</td><td>{_e(r.get('registered_at'))}</td>"
-                f"<td>{_e(r.get('champion_version'))}</td><td>{_e(r.get('reason'))}</td>"
+                f"<tr><td>{_version(model, r.get('version'))}</td><td>{_e(r.get('registered_at'))}</td>"
+                f"<td>{_e(r.get('trigger') or '–')}</td>"
+                f"<td>{_version(model, r.get('champion_version'))}</td><td>{_e(r.get('reason'))}</td>"
                 f"<td>{_metrics(r.get('candidate_metrics') or {})}</td>"
-                f"<td>{_metrics(r.get('champion_metrics') or {})}</td></tr>")
+                f"<td>{_metrics(r.get('champion_metrics') or {})}</td><td>{_run(model, r.get('run_id'))}</td></tr>")
         parts.append("</table>")
     return "".join(parts)
 
@@ -332,10 +368,10 @@ def render_page(data: Mapping[str, Any], prefix: str, notice_html: str = "") -> 
             registry = model.get("registry") or {}
             parts.append(f'<section class="model" id="{_e(model["project"])}.{_e(model["model"])}">'
                          f"<h3>Model {_e(model['model'])} · registered model {_e(model['registered_model'])}</h3>")
-            parts.append(_champion(registry))
+            parts.append(_champion(registry, model))
             if registry.get("champion") and registry.get("message"):
                 parts.append(f'<p class="note">{_e(registry["message"])}</p>')
-            parts.append(_timeline(registry))
+            parts.append(_timeline(registry, model, prefix))
             parts.append(_charts(model))
             parts.append(_heatmap(model, prefix))
             parts.append("</section>")

@@ -27,15 +27,18 @@ DRIFT = "flights/disruption/drift"
 # -- fixtures -----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def registry_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A local sqlite MLflow registry: v1 promoted, v2 promoted over it, v3 rejected; champion v2."""
+    """A local sqlite MLflow registry: v1 promoted, v2 promoted over it, v3 rejected; champion v2. Each version has
+    its training run and its trigger tag (manual, cron, drift)."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(MODEL)
-    for v, auc in (("1", 0.61), ("2", 0.66), ("3", 0.64)):
-        client.create_model_version(MODEL, source=f"file:///nowhere/{v}")
+    for v, auc, trigger in (("1", 0.61, "manual"), ("2", 0.66, "cron"), ("3", 0.64, "drift")):
+        run = client.create_run(experiment_id="0")
+        client.create_model_version(MODEL, source=f"file:///nowhere/{v}", run_id=run.info.run_id)
         client.set_model_version_tag(MODEL, v, "loopline.val_roc_auc", str(auc))
+        client.set_model_version_tag(MODEL, v, "loopline.trigger", trigger)
     registry = promotion.Registry(client, MODEL)
     first = {"action": "promote", "reason": "no champion yet; guardrails hold", "metric": "roc_auc",
              "candidate_metrics": {"roc_auc": 0.61}, "champion_metrics": None,
@@ -209,6 +212,38 @@ def test_json_and_page_show_the_champion_the_decisions_and_the_psi(store, regist
     assert missing.status_code == 404 and "no drift report page" in missing.text
     unknown = client.get("/loopline/reports/flights/nope/2013-03-02.html", headers=headers)
     assert unknown.status_code == 404
+
+
+def test_decisions_link_to_their_mlflow_version_and_run_and_to_their_dag_run(store, registry_uri, auth, monkeypatch):
+    from loopline_airflow.ui import data
+    from loopline_airflow.ui.data import Sources
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setattr(data, "mlflow_unreachable", lambda uri, timeout=0: None)  # the server "answers"
+    base = _sources(store, registry_uri)
+    sources = Sources(projects=base.projects, store=base.store, registry=base.registry,
+                      tracking_uri=lambda: "http://admin:s3cret@mlflow.example:5000/")
+    client = _client(sources)
+    headers = {"Authorization": auth["Authorization"]}
+    runs = {v: MlflowClient(registry_uri=registry_uri, tracking_uri=registry_uri).get_model_version(MODEL, v).run_id
+            for v in ("1", "2", "3")}
+    m = next(m for m in client.get("/loopline/api/models", headers=headers).json()["projects"][0]["models"]
+             if m["model"] == "disruption")
+    assert m["mlflow_ui"] == "http://mlflow.example:5000"  # no user info
+    assert [(r["version"], r["trigger"], r["run_id"]) for r in m["registry"]["timeline"]] == [
+        ("2", "cron", runs["2"]), ("1", "manual", runs["1"])]
+    assert (m["registry"]["champion"]["trigger"], m["registry"]["champion"]["run_id"]) == ("cron", runs["2"])
+    [rejected] = m["registry"]["rejections"]
+    assert (rejected["trigger"], rejected["run_id"]) == ("drift", runs["3"])
+
+    html = client.get("/loopline/", headers=headers).text
+    ui = "http://mlflow.example:5000"
+    for v in ("1", "2", "3"):
+        assert f'href="{ui}/#/models/{MODEL}/versions/{v}"' in html, v
+        assert f'href="{ui}/#/runs/{runs[v]}"' in html, v
+    assert 'href="/dags/flights.disruption.retrain/runs/r2"' in html
+    assert "<td>cron</td>" in html and "<td>drift</td>" in html and "trained on cron trigger" in html
+    assert "s3cret" not in html
 
 
 def test_corrupt_report_and_no_champion_still_render(store, tmp_path, auth):
