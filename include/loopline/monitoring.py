@@ -25,6 +25,8 @@ from loopline.settings import Settings
 from loopline.store import PartitionStore, as_day
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pandas as pd
 
     from loopline.drift import DriftConfig, PerformanceDecay, ReferenceProfile
@@ -129,8 +131,11 @@ def performance_for(
 
 
 def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
-              config: DriftConfig | None = None, monitored: Monitored | None = None) -> DayCheck:
+              config: DriftConfig | None = None, monitored: Monitored | None = None,
+              extra: Mapping[str, Any] | None = None) -> DayCheck:
     """Compare the window ending at ``ds`` with the reference of the model version that scored ``ds``.
+
+    ``extra`` is recorded as the report's ``run`` (the Airflow task records its DAG run and try there).
 
     Features are compared over every day of the window (they do not depend on the model). Prediction drift
     and performance use only the days this model version scored, and need ``min_scored_days`` of them (half
@@ -191,6 +196,8 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date,
                    "scored_days": scored_days},
         "notes": notes,
     })
+    if extra:
+        body["run"] = dict(extra)
     uri = write_drift_report(store, fsv, day, body, report.to_html(title=f"Loopline drift — {m.model_name} {day}"),
                              dataset=m.reports_dataset)
     decision = report.decision

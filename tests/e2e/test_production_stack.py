@@ -133,7 +133,7 @@ def _assert_written_exactly_once(prod: Prod, start: dt.date, end: dt.date, tmp: 
     dataset, fsv = LOOP.features_dataset, LOOP.fsv
     days = [d for d in prod.store.days(dataset, fsv) if start <= d <= end]
     assert days == _days(start, end)
-    run_of_day = {r["data_interval_start"][:10]: r["dag_run_id"]
+    run_of_day = {r["partition_key"]: r["dag_run_id"]  # the day a run builds is its partition key
                   for r in prod.api.dag_runs(FEATURES, run_type=["backfill"])}
     clean = PartitionStore(tmp.as_uri())
     for day in days:
@@ -323,16 +323,16 @@ def test_backfill_completes_across_a_scheduler_crash(prod: Prod, tmp_path: Path)
     bf = api.create_backfill(FEATURES, start.isoformat(), RESTART_END.isoformat(), max_active_runs=4)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        ok = api.dag_runs(FEATURES, run_type=["backfill"], state=["success"],
-                          logical_date_gte=f"{start}T00:00:00Z")
+        ok = [r for r in api.dag_runs(FEATURES, run_type=["backfill"], state=["success"])
+              if (r["partition_key"] or "") >= start.isoformat()]
         if len(ok) >= 2:
             break
         time.sleep(1)
     prod.stack.restart("scheduler", kill=True)  # SIGKILL, then start a new scheduler
     done = api.wait_backfill(int(bf["id"]), timeout=900)
     assert done["completed_at"]
-    states = {r["state"] for r in api.dag_runs(FEATURES, run_type=["backfill"],
-                                               logical_date_gte=f"{start}T00:00:00Z")}
+    states = {r["state"] for r in api.dag_runs(FEATURES, run_type=["backfill"])
+              if (r["partition_key"] or "") >= start.isoformat()}
     assert states == {"success"}
     _assert_written_exactly_once(prod, start, RESTART_END, tmp_path)
 
@@ -374,18 +374,20 @@ def test_rest_api_drives_retrain_scoring_and_drift(prod: Prod) -> None:
     assert set(week) <= set(prod.store.days(MODEL.predictions_dataset, LOOP.fsv))
     champion = f"models:/{prod.settings.model_name}/{expected}"
     assert {prod.store.manifest(MODEL.predictions_dataset, LOOP.fsv, d).extra["model_uri"] for d in week} == {champion}
-    # Earlier feature backfills also scored days and started drift runs: follow this scoring run's own event
-    # to the drift monitor run it created, and wait for that run.
+    # A scoring run by hand emits one predictions partition per day it scored: follow this run's own events to
+    # the drift runs they created (one per day, the day as partition key), and wait for them.
     deadline = time.monotonic() + 600
-    monitored: list[str] = []
-    while time.monotonic() < deadline and not monitored:
+    monitored: dict[str, str] = {}
+    while time.monotonic() < deadline and len(monitored) < len(week):
         ours = [e for e in api.asset_events(MODEL.predictions_asset) if e["source_run_id"] == scored["dag_run_id"]]
-        assert len(ours) <= 1, ours
-        monitored = [r["run_id"] for e in ours for r in e["created_dagruns"] if r["dag_id"] == DRIFT]
+        assert sorted(e["partition_key"] for e in ours) == [d.isoformat() for d in week], ours
+        monitored = {r["partition_key"]: r["run_id"] for e in ours for r in e["created_dagruns"]
+                     if r["dag_id"] == DRIFT}
         time.sleep(2)
-    assert monitored, "the predictions asset event of the scoring run did not start the drift monitor"
-    drift_run = api.wait_run(DRIFT, monitored[0], timeout=600)
-    assert drift_run["state"] == "success" and drift_run["run_type"] == "asset_triggered", drift_run
+    assert sorted(monitored) == [d.isoformat() for d in week], "the scoring run's events did not start the drift runs"
+    for run_id in monitored.values():
+        drift_run = api.wait_run(DRIFT, run_id, timeout=600)
+        assert drift_run["state"] == "success" and drift_run["run_type"] == "asset_triggered", drift_run
     reports = {r["ds"] for r in list_drift_reports(prod.store, LOOP.fsv, dataset=MODEL.drift_dataset)}
     assert {f"2013-01-{d}" for d in range(25, 32)} <= reports
     assert api.asset_events(MODEL.drift_reports_asset)

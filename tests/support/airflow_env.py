@@ -31,7 +31,8 @@ for run in json.loads(sys.argv[2]):
         kwargs["logical_date"] = None
     dr = dag.test(**kwargs)
     tis = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dr.get_task_instances()}
-    print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis}), flush=True)
+    print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis,
+                                  "run_id": dr.run_id, "partition_key": dr.partition_key}), flush=True)
 """
 
 
