@@ -46,7 +46,7 @@ FEATURES_DATASET, FSV = LOOP.features_dataset, LOOP.fsv
 
 def check_partitions(store: PartitionStore, client: AirflowClient) -> dict[str, Any]:
     runs = client.dag_runs(DAG, run_type=["backfill"])
-    by_day = {r["data_interval_start"][:10]: r for r in runs}  # the day a run builds is its interval's start
+    by_day = {r["partition_key"]: r for r in runs}  # the day a run builds is its partition key
     written = {d.isoformat() for d in store.days(FEATURES_DATASET, FSV)}
     succeeded = {d for d, r in by_day.items() if r["state"] == "success"}
     failed = sorted(d for d, r in by_day.items() if r["state"] == "failed")

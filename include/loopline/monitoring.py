@@ -23,6 +23,8 @@ from loopline.settings import Settings
 from loopline.store import PartitionStore, as_day
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pandas as pd
 
     from loopline.drift import DriftConfig, PerformanceDecay, ReferenceProfile
@@ -159,8 +161,10 @@ def labelled_performance(scores: pd.DataFrame, day: dt.date, task: str, metric: 
 
 
 def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date, *, monitored: Monitored,
-              config: DriftConfig | None = None) -> DayCheck:
+              config: DriftConfig | None = None, extra: Mapping[str, Any] | None = None) -> DayCheck:
     """Compare the window ending at ``ds`` with the reference of the model version that scored ``ds``.
+
+    ``extra`` is recorded as the report's ``run`` (the Airflow task records its DAG run and try there).
 
     Features are compared over every day of the window (they do not depend on the model). Prediction drift
     and performance use only the days this model version scored, and need ``min_scored_days`` of them (half
@@ -222,6 +226,8 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date, *, m
         "notes": notes,
         "performance": labelled_performance(scores, day, m.task, m.metric, profile.validation_metrics),
     })
+    if extra:
+        body["run"] = dict(extra)
     uri = write_drift_report(store, fsv, day, body, report.to_html(title=f"Loopline drift — {m.model_name} {day}"),
                              dataset=m.reports_dataset)
     decision = report.decision

@@ -91,7 +91,6 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "score_batch_rows": (1, None),
     "drift_window_days": (1, None),
     "retrain_cooldown_days": (0, None),
-    "catch_up_days": (0, None),
     "max_manual_days": (1, None),
 }
 
@@ -125,10 +124,6 @@ class Settings:
         drift_share: Share of drifted features that makes the data drifted (``LOOPLINE_DRIFT_SHARE``).
         retrain_cooldown_days: A drift retrain is skipped when its window ends within this many days of the
             newest registered version's window.
-        catch_up_days: An asset-triggered scoring (drift) run also takes the days of this many days before its
-            newest triggering day that have features (predictions) but no predictions (drift report): a day
-            whose asset event never became a run is done by the next run instead of never
-            (``LOOPLINE_CATCH_UP_DAYS``; 0 turns it off).
         max_manual_days: Longest range, in days, a manual scoring or drift run may cover
             (``LOOPLINE_MAX_MANUAL_DAYS``, default 366); see :func:`check_manual_range`.
 
@@ -152,7 +147,6 @@ class Settings:
     drift_window_days: int = 14
     drift_share: float = 0.5
     retrain_cooldown_days: int = 14
-    catch_up_days: int = 7
     max_manual_days: int = 366
 
     def __post_init__(self) -> None:

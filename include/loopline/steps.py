@@ -455,8 +455,10 @@ def gate(project: Project, model: str, store: PartitionStore, settings: Settings
 
 # -- scoring and drift -----------------------------------------------------------------------------------------
 def score_model_day(project: Project, model: str, store: PartitionStore, settings: Settings, day: str | dt.date, *,
-                    model_version: str | None = None) -> DayResult:
-    """Score a day's features with the champion (or ``model_version``) into ``<P>/<M>/predictions``."""
+                    model_version: str | None = None, extra: Mapping[str, Any] | None = None) -> DayResult:
+    """Score a day's features with the champion (or ``model_version``) into ``<P>/<M>/predictions``.
+
+    ``extra`` goes into the partition's manifest (the Airflow task records its DAG run and try there)."""
     from loopline.scoring import score_partition
     from loopline.tracking import CHAMPION, load_model, resolve_alias
 
@@ -476,16 +478,17 @@ def score_model_day(project: Project, model: str, store: PartitionStore, setting
     loaded = load_model(uri, cfg)
     manifest = score_partition(store, d, loaded, version=version, model_name=cfg.model_name,
                                model_version=model_version, batch_rows=settings.score_batch_rows,
-                               extra={"model_uri": uri}, scored=scored, workers=1)
+                               extra={"model_uri": uri, **(extra or {})}, scored=scored, workers=1)
     out = store.uri(scored.predictions_dataset, version, d)
     return DayResult(d.isoformat(), scored.predictions_dataset, "written", out, manifest.rows, manifest.content_hash)
 
 
 def drift_model_day(project: Project, model: str, store: PartitionStore, settings: Settings,
-                    day: str | dt.date) -> DayCheck:
+                    day: str | dt.date, *, extra: Mapping[str, Any] | None = None) -> DayCheck:
     """The day's drift check of ``model``: its trailing window against the reference of the version that scored
-    the day; the report goes to ``<P>/<M>/drift``."""
+    the day; the report goes to ``<P>/<M>/drift`` (with ``extra`` as its ``run``: who checked the day)."""
     from loopline.monitoring import check_day
 
     cfg = model_settings(settings, project, model)
-    return check_day(store, cfg, day, config=drift_config(project, model), monitored=monitored_spec(project, model))
+    return check_day(store, cfg, day, config=drift_config(project, model), monitored=monitored_spec(project, model),
+                     extra=extra)

@@ -1101,15 +1101,3 @@ def _fsync(path: str) -> None:
 def _protocols(fs: Any) -> set[str]:
     proto = fs.protocol
     return set(proto) if isinstance(proto, tuple | list) else {proto}
-
-
-def missed_days(have: Iterable[dt.date], done: Iterable[dt.date], newest: dt.date,
-                lookback_days: int) -> list[dt.date]:
-    """Days of ``newest - lookback_days .. newest - 1`` that are in ``have`` but not in ``done``, oldest first.
-
-    The catch-up of an event-driven step: ``have`` the days its input exists for (features for scoring,
-    predictions for drift), ``done`` the days its output exists for. A day whose asset event Airflow never
-    turned into a run is taken by the next run instead of never.
-    """
-    first = newest - dt.timedelta(days=lookback_days)
-    return sorted(set(d for d in have if first <= d < newest) - set(done))

@@ -4,14 +4,18 @@
    dag-processor, triggerer, ``mlflow server``), all on loopback.
 2. Unpause the project's generated DAGs over the REST API (``P.features`` and, for every model M,
    ``P.M.score``, ``P.M.drift``, ``P.M.retrain``; they are paused when created).
-3. Create one backfill of ``P.features`` for the whole range with ``POST /api/v2/backfills``; pause it once the
-   first training window is built and trigger each ``P.M.retrain`` by hand on it: each model's first champion.
-   Score those days by hand.
-4. Unpause the backfill and let it run month by month (paused at each month's end). Each features day
-   triggers every model's scoring, each scored batch that model's drift check; drifted days reach
-   ``P.M.retrain`` through the triggerer's ``DriftEventTrigger``. Waiting for the loop to settle between months
-   keeps the replay close to data order (the model a day is scored with is the one production would have had).
-5. Stop everything; print the summary and write it to ``.loopline/demo-summary.json``.
+3. Create one backfill of ``P.features`` for the whole range with ``POST /api/v2/backfills``: one run per day,
+   its partition key the day. Pause it once the first training window is built and trigger each ``P.M.retrain``
+   by hand on it: each model's first champion. The scoring runs of those days were skipped (no champion yet):
+   clear them, so each scores its day and starts that day's drift check.
+4. Unpause the backfill and let it run month by month (paused at each month's end). Each features partition
+   starts every model's scoring once for the same key, each predictions partition that model's drift check;
+   drifted days reach ``P.M.retrain`` through the triggerer's ``DriftEventTrigger``. Waiting for the loop to
+   settle between months keeps the replay close to data order (the model a day is scored with is the one
+   production would have had). Nothing is repaired by hand.
+5. Check that every day was featured, scored and checked exactly once (:func:`exactly_once`: one run per day
+   and DAG, and the manifest or report of the day names that run). Stop everything; print the summary and write
+   it to ``.loopline/demo-summary.json``.
 
 ``python -m loopline_dev.demo up`` starts the same stack on the same data and leaves it running (UI addresses and
 the admin password file are printed); ``python -m loopline_dev.demo down`` stops it.
@@ -135,9 +139,12 @@ def active_runs(client: AirflowClient, loop: Loop) -> int:
 
 
 def queued_asset_events(client: AirflowClient, loop: Loop) -> int:
-    """Asset events the scheduler has not turned into a run yet (a run of that DAG will still start)."""
-    return sum(int(client.request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["total_entries"])
-               for dag_id in loop.model_dags)
+    """Asset events the scheduler has not turned into a run yet (a run of that DAG will still start): queued
+    events of the unpartitioned DAGs, and partitions of the partitioned ones still waiting for their run."""
+    queued = sum(int(client.request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["total_entries"])
+                 for dag_id in loop.model_dags)
+    pending = client.request("GET", "/ui/partitioned_dag_runs", params={"has_created_dag_run_id": "false"})
+    return queued + sum(1 for r in pending["partitioned_dag_runs"] if r.get("dag_id") in loop.model_dags)
 
 
 def unemitted_drift_reports(client: AirflowClient, loop: Loop, settings: Settings) -> int:
@@ -200,70 +207,36 @@ def settle(client: AirflowClient, loop: Loop, quiet_seconds: float = 2, timeout:
     raise TimeoutError(f"the loop did not settle within {timeout:.0f}s")
 
 
-def _ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Contiguous runs of days, as (first, last) pairs."""
-    out: list[tuple[dt.date, dt.date]] = []
-    for d in sorted(days):
-        if out and d == out[-1][1] + dt.timedelta(days=1):
-            out[-1] = (out[-1][0], d)
-        else:
-            out.append((d, d))
-    return out
-
-
-def repair_lost_events(client: AirflowClient, loop: Loop, settings: Settings,
-                       repaired: dict[str, list[str]]) -> bool:
-    """Score the featured days nothing scored, and check the scored days nothing checked; True if it did.
-
-    On a settled loop every features partition has a predictions partition of each model and every predictions
-    partition a drift report — unless Airflow dropped the asset event that should have started the run: with
-    ``max_active_runs=1``, events that arrive while a run waits at the cap can be lost (measured here: the
-    last five March days of a replay were featured but never scored; apache/airflow#56050). Each gap is
-    run by hand over exactly its days (never re-scoring a day already scored) and recorded in ``repaired``.
-    """
-    from loopline.reports import report_days
-
-    store = PartitionStore(settings.store_root)
-    featured = set(store.days(loop.features_dataset, loop.fsv))
-    did = False
+def clear_skipped_scoring(client: AirflowClient, loop: Loop) -> dict[str, int]:
+    """Clear the scoring runs whose task was skipped for want of a champion: each runs again for its own
+    partition key (the day), scores it and starts that day's drift check. The number cleared, by DAG."""
+    cleared: dict[str, int] = {}
     for model in loop.models:
-        names = loop.model(model)
-        scored = set(store.days(names.predictions_dataset, loop.fsv))
-        gaps = {
-            names.dag("score"): sorted(featured - scored),
-            names.dag("drift"): sorted(scored - set(report_days(store, loop.fsv, dataset=names.drift_dataset))),
-        }
-        for dag_id, days in gaps.items():
-            if not days:
-                continue
-            _say(f"{dag_id}: {len(days)} day(s) never reached (lost asset event): "
-                 f"{[d.isoformat() for d in days]}; running them by hand")
-            repaired.setdefault(dag_id, []).extend(d.isoformat() for d in days)
-            for lo, hi in _ranges(days):
-                client.trigger(dag_id, conf={"start_ds": lo.isoformat(), "end_ds": hi.isoformat()})
-            did = True
-            break  # scoring first: its runs trigger the drift checks of the days they score
-    return did
+        dag_id = loop.model(model).dag("score")
+        runs = sorted({ti["dag_run_id"] for ti in client.all_task_instances(dag_id, state=["skipped"])})
+        if runs:  # one transaction for all of them; a clear that failed (database error) is sent again
+            client.request("POST", f"/api/v2/dags/{dag_id}/clearDagRuns",
+                           {"dry_run": False, "dag_runs": [{"dag_run_id": r} for r in runs]}, idempotent=True)
+        cleared[dag_id] = len(runs)
+    return cleared
 
 
-def settle_and_repair(client: AirflowClient, loop: Loop, settings: Settings, repaired: dict[str, list[str]]) -> None:
-    settle(client, loop, settings=settings)
-    for _ in range(4):
-        if not repair_lost_events(client, loop, settings, repaired):
-            return
-        settle(client, loop, settings=settings)
+def run_day(run: dict[str, Any]) -> str | None:
+    """The day of a run of a generated DAG: its partition key (``YYYY-MM-DD``); None for a run by hand."""
+    key = run.get("partition_key")
+    return str(key)[:10] if key else None
 
 
 def wait_for_days(client: AirflowClient, loop: Loop, start: dt.date, through: dt.date,
                   timeout: float = 3600) -> None:
-    """Wait until the features backfill's runs for ``start..through`` have all finished (success or failure:
-    a day that fails validation must not stall the replay)."""
+    """Wait until the features backfill's runs for ``start..through`` (by partition key) have all finished
+    (success or failure: a day that fails validation must not stall the replay)."""
     need = (through - start).days + 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = client.dag_runs(loop.features_dag, run_type=["backfill"], state=["success", "failed"],
-                               logical_date_gte=f"{start}T00:00:00Z", logical_date_lte=f"{through}T00:00:00Z")
-        if len(runs) >= need:
+        runs = client.dag_runs(loop.features_dag, run_type=["backfill"], state=["success", "failed"])
+        days = {d for r in runs if (d := run_day(r)) and start.isoformat() <= d <= through.isoformat()}
+        if len(days) >= need:
             return
         time.sleep(2)
     raise TimeoutError(f"feature runs through {through} not finished within {timeout:.0f}s")
@@ -307,7 +280,6 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     config = StackConfig(home=home, parallelism=args.parallelism,
                          extra_env={"LOOPLINE_DRIFT_POLL_SECONDS": str(args.poll_seconds)})
     timings: dict[str, float] = {}
-    repaired: dict[str, list[str]] = {}
     t0 = time.monotonic()
     with Stack(config, settings) as stack:
         timings["stack_start_s"] = time.monotonic() - t0
@@ -334,11 +306,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         _say(f"features through {args.bootstrap_end}: training each model's first champion (manual retrain)")
         states = bootstrap_champions(client, loop, args.bootstrap_end, (args.bootstrap_end - args.start).days + 1)
         _say(f"first champions: {states}")
-        last = max(store.days(loop.features_dataset, loop.fsv))
-        for model in loop.models:
-            client.trigger(loop.model(model).dag("score"),
-                           conf={"start_ds": args.start.isoformat(), "end_ds": last.isoformat()})
-        settle_and_repair(client, loop, settings, repaired)
+        settle(client, loop, settings=settings)
+        _say(f"scoring runs skipped before the first champions, cleared: {clear_skipped_scoring(client, loop)}")
+        settle(client, loop, settings=settings)
         timings["bootstrap_s"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -347,7 +317,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
             wait_for_days(client, loop, args.start, hi)
             if hi < args.end:
                 client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
-            settle_and_repair(client, loop, settings, repaired)
+            settle(client, loop, settings=settings)
             retrains = sum(len(client.dag_runs(loop.model(m).dag("retrain"))) for m in loop.models)
             _say(f"replayed through {hi}: {len(store.days(loop.features_dataset, loop.fsv))} feature days, "
                  f"{retrains} retrain runs")
@@ -355,7 +325,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         timings["replay_s"] = time.monotonic() - t
         summary = summarize(client, loop, settings)
         summary["range"] = [args.start.isoformat(), args.end.isoformat()]
-        summary["repaired_lost_events"] = repaired
+        summary["exactly_once"] = exactly_once(client, loop, settings)
         summary["task_stats"] = task_stats(client, loop)
     timings["total_s"] = time.monotonic() - t0
     summary["timings"] = {k: round(v, 1) for k, v in timings.items()}
@@ -366,7 +336,7 @@ def summarize(client: AirflowClient, loop: Loop, settings: Settings) -> dict[str
     """Days featured and failed, then per model: days scored, drift alerts, retrains, promotions, rejections and
     the champion — from the store, MLflow and Airflow."""
     store = PartitionStore(settings.store_root)
-    failed = [r["logical_date"][:10] for r in client.dag_runs(loop.features_dag, state=["failed"])]
+    failed = [run_day(r) or r["dag_run_id"] for r in client.dag_runs(loop.features_dag, state=["failed"])]
     return {
         "project": loop.name,
         "days_featured": len(store.days(loop.features_dataset, loop.fsv)),
@@ -424,6 +394,59 @@ def summarize_model(client: AirflowClient, loop: Loop, model: str, settings: Set
     }
 
 
+def _runs_by_day(client: AirflowClient, dag_id: str, task_id: str) -> dict[str, list[str]]:
+    """The runs of ``dag_id`` whose ``task_id`` succeeded, by day (partition key); runs by hand under ``""``."""
+    days = {r["dag_run_id"]: run_day(r) or "" for r in client.dag_runs(dag_id)}
+    out: dict[str, list[str]] = {}
+    for ti in client.all_task_instances(dag_id, state=["success"], task_id=task_id):
+        out.setdefault(days.get(ti["dag_run_id"], ""), []).append(ti["dag_run_id"])
+    return out
+
+
+def _once(step: str, days: dict[str, str | None], runs: dict[str, list[str]], expected: set[str]) -> dict[str, Any]:
+    """``days``: each day the store has for the step, and the run id its manifest (report) names. A day is
+    done exactly once when one run of the DAG succeeded for it and that run wrote it."""
+    once = [d for d, rid in days.items() if runs.get(d) == [rid]]
+    return {
+        "step": step, "days": len(days), "exactly_once": len(once),
+        "missing": sorted(expected - set(days)),
+        "more_than_once": sorted(d for d in days if len(runs.get(d, [])) > 1),
+        "not_by_its_run": sorted(d for d, rid in days.items() if len(runs.get(d, [])) <= 1 and runs.get(d) != [rid]),
+        "runs_by_hand": len(runs.get("", [])),
+    }
+
+
+def exactly_once(client: AirflowClient, loop: Loop, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every day featured, scored and checked exactly once: for the features DAG and each model's scoring and
+    drift DAGs, the days in the store, how many were done by exactly one successful run of their partition key
+    that is also the run the day's manifest (drift report) names, and the exceptions (days missing downstream
+    of the step before, done by more than one run, or written by another run than their own)."""
+    from loopline.reports import read_drift_report
+
+    store = PartitionStore(settings.store_root)
+
+    def manifests(dataset: str) -> dict[str, str | None]:
+        return {d.isoformat(): (store.manifest(dataset, loop.fsv, d).extra or {}).get("run_id")
+                for d in store.days(dataset, loop.fsv)}
+
+    featured = manifests(loop.features_dataset)
+    out = {loop.features_dag: _once("featured", featured, _runs_by_day(client, loop.features_dag, "build_features"),
+                                    set(featured))}
+    for model in loop.models:
+        names = loop.model(model)
+        scored = manifests(names.predictions_dataset)
+        out[names.dag("score")] = _once("scored", scored, _runs_by_day(client, names.dag("score"), "score"),
+                                        set(featured))
+        checked: dict[str, str | None] = {}
+        for day in scored:
+            report = read_drift_report(store, loop.fsv, day, dataset=names.drift_dataset)
+            if report is not None:
+                checked[day] = (report.get("run") or {}).get("run_id")
+        out[names.dag("drift")] = _once("checked", checked, _runs_by_day(client, names.dag("drift"), "check_drift"),
+                                        set(scored))
+    return out
+
+
 def task_stats(client: AirflowClient, loop: Loop) -> dict[str, dict[str, float]]:
     """Per DAG: runs, task instances, summed task run time, and the mean overhead from queued to start."""
     import statistics
@@ -462,9 +485,13 @@ def render(summary: dict[str, Any]) -> str:
         f"Loopline demo — project {summary['project']}{', ' + span if span else ''}, replayed through Airflow",
         f"  days with features  {summary['days_featured']}",
         f"  days failed         {len(summary['days_failed_validation'])} {summary['days_failed_validation'][:5]}",
-        *[f"  run by hand         {dag_id}: {len(days)} day(s) whose asset event Airflow lost"
-          for dag_id, days in summary.get("repaired_lost_events", {}).items()],
     ]
+    if "exactly_once" in summary:
+        lines += ["", "  every day exactly once (one run per partition key, and that run wrote the day):"]
+        for dag_id, o in summary["exactly_once"].items():
+            bad = {k: o[k][:5] for k in ("missing", "more_than_once", "not_by_its_run") if o[k]}
+            lines.append(f"    {dag_id:<32} {o['step']:<9} {o['exactly_once']}/{o['days']} days"
+                         f"{'  ' + str(bad) if bad else ''}")
     for model, m in summary["models"].items():
         lines += [
             "",

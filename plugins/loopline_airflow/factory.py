@@ -2,10 +2,13 @@
 
 For project P with models M1..Mn (names from :mod:`loopline.project.names`):
 
-- ``P.features`` — one run per day (the project's ``schedules.features`` cron, from ``start_date``): the day's
-  tables → features (the project's builder) → the generated suite → ``P/features``; emits ``loopline.P.features``.
-- ``P.M.score`` — on the features asset: the triggering days scored with ``P.M@champion``; emits predictions.
-- ``P.M.drift`` — on the predictions asset: each day's drift check and report; emits drift reports.
+- ``P.features`` — one partition per day (``CronPartitionTimetable`` on the project's ``schedules.features``
+  cron, the run at a day's end builds that day; partition key ``YYYY-MM-DD``): the day's tables → features
+  (the project's builder) → the generated suite → ``P/features``; emits ``loopline.P.features`` for that key.
+- ``P.M.score`` — once per features partition (``PartitionedAssetTimetable``, ``IdentityMapper``: the same key):
+  the day scored with ``P.M@champion``; emits predictions for that key.
+- ``P.M.drift`` — once per predictions partition (the same key): the day's drift check on its trailing window
+  (read from the store) and report; emits drift reports for that key.
 - ``P.M.retrain`` — on the model's retrain cron **or** its drift asset (an ``AssetWatcher`` whose
   ``DriftEventTrigger`` polls ``P/M/drift`` in the triggerer) **or** by hand with a Params form: plan → the
   suite on the window → train a challenger → ``MLflowModelPromotionOperator`` (the project's gate).
@@ -23,8 +26,18 @@ import datetime as dt
 import os
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param, task
-from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    AssetWatcher,
+    CronPartitionTimetable,
+    CronTriggerTimetable,
+    IdentityMapper,
+    Param,
+    PartitionedAssetTimetable,
+    task,
+)
 from loopline.project import Found, discover, model_names, project_names
 
 from loopline_airflow.dag_defaults import default_args
@@ -33,6 +46,8 @@ from loopline_airflow.links import DriftReportLink, MLflowModelVersionLink, MLfl
 if TYPE_CHECKING:
     from loopline.project import Project
 
+#: The partition key of a day, on every partitioned DAG and asset of a project.
+DAY_KEY_FORMAT = "%Y-%m-%d"
 PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *",
            "@yearly": "0 0 1 1 *"}
 
@@ -88,15 +103,18 @@ def _common(p: Project, dag_id: str, tags: list[str], doc: str, **kwargs: Any) -
 
 def features_dag(p: Project) -> DAG:
     names = project_names(p)
-    doc = (f"### {p.project}: features\n\n{p.description}\n\nOne run per day: the day's tables "
-           f"({', '.join(p.sources)}) → features v{p.features.version} → the suite generated from "
-           f"`{p.path}` → `{names.features_dataset}`. A day without rows is skipped; a day that does not fit the "
-           "project file fails without retry and writes nothing. Backfill from the UI, the CLI or the REST API.")
-    with DAG(**_common(p, names.features_dag, names.tags, doc,
-                       schedule=CronDataIntervalTimetable(_cron(p.schedules.features or "@daily"), timezone="UTC"),
-                       max_active_runs=4,
+    doc = (f"### {p.project}: features\n\n{p.description}\n\nOne partition per day (the partition key is the "
+           f"day, `YYYY-MM-DD`): the day's tables ({', '.join(p.sources)}) → features v{p.features.version} → the "
+           f"suite generated from `{p.path}` → `{names.features_dataset}`; each model's scoring then runs once for "
+           "that key. A day without rows is skipped; a day that does not fit the project file fails without retry, "
+           "writes nothing and starts no scoring. Backfill from the UI, the CLI or the REST API; clear a day's run "
+           "to rebuild it and re-run that day's scoring and drift checks.")
+    # The run at the end of a day builds that day (run_offset=-1), as the data-interval schedule did.
+    timetable = CronPartitionTimetable(_cron(p.schedules.features or "@daily"), timezone="UTC", run_offset=-1,
+                                       key_format=DAY_KEY_FORMAT)
+    with DAG(**_common(p, names.features_dag, names.tags, doc, schedule=timetable, max_active_runs=4,
                        params={"ds": Param(None, type=["null", "string"], format="date",
-                                           description="Build this day (default: the run's data interval).")})) as dag:
+                                           description="Build this day (default: the run's partition key).")})) as dag:
         @task(task_id="build_features", outlets=[Asset(name=names.features_asset, group="loopline")])
         def build(**context: Any) -> dict[str, Any]:
             from loopline_airflow.project_tasks import build_features
@@ -112,6 +130,10 @@ def _links(task_output: Any, *links: Any) -> None:
     task_output.operator.operator_extra_links = links
 
 
+#: Runs of one scoring (drift) DAG at once: one per day, so a few go side by side on two cores.
+MODEL_RUNS = 3
+
+
 def _range_params() -> dict[str, Param]:
     return {"start_ds": Param(None, type=["null", "string"], format="date", description="First day (manual run)."),
             "end_ds": Param(None, type=["null", "string"], format="date", description="Last day (manual run).")}
@@ -119,10 +141,14 @@ def _range_params() -> dict[str, Param]:
 
 def _daily_model_dag(p: Project, model: str, step: str, task_id: str, on: str, emits: str, doc: str,
                      body: str, links: tuple[Any, ...] = ()) -> DAG:
-    """A model DAG run on an upstream asset (or a manual day range) whose one task calls ``project_tasks.<body>``."""
+    """A model DAG run once per partition of an upstream asset (the same key: ``IdentityMapper``), or by hand on
+    a day range, whose one task calls ``project_tasks.<body>``. Runs of different days are independent (the
+    champion is pinned per run; a drift check reads its trailing window from the store), so several go at once."""
     names = model_names(p, model)
-    with DAG(**_common(p, names.dag(step), names.tags, doc, schedule=[Asset(name=on, group="loopline")],
-                       max_active_runs=1, params=_range_params())) as dag:
+    schedule = PartitionedAssetTimetable(assets=Asset(name=on, group="loopline"),
+                                         default_partition_mapper=IdentityMapper())
+    with DAG(**_common(p, names.dag(step), names.tags, doc, schedule=schedule, max_active_runs=MODEL_RUNS,
+                       params=_range_params())) as dag:
         @task(task_id=task_id, outlets=[Asset(name=emits, group="loopline")])
         def run(**context: Any) -> dict[str, Any]:
             from loopline_airflow import project_tasks
@@ -136,15 +162,17 @@ def _daily_model_dag(p: Project, model: str, step: str, task_id: str, on: str, e
 
 def score_dag(p: Project, model: str) -> DAG:
     names, pn = model_names(p, model), project_names(p)
-    doc = (f"### {p.project}.{model}: scoring\n\nOn `{pn.features_asset}`: the triggering days scored with "
-           f"`models:/{names.registered_model}@champion` (pinned for the run) into `{names.predictions_dataset}`. "
-           "No champion yet: skipped.")
+    doc = (f"### {p.project}.{model}: scoring\n\nOnce per partition of `{pn.features_asset}` (the same key, the "
+           f"day): the day scored with `models:/{names.registered_model}@champion` (pinned for the run) into "
+           f"`{names.predictions_dataset}`. No champion yet: skipped (clear the run once there is one). By hand: "
+           "`start_ds`..`end_ds`, one predictions partition event per day.")
     return _daily_model_dag(p, model, "score", "score", pn.features_asset, names.predictions_asset, doc, "score_days")
 
 
 def drift_dag(p: Project, model: str) -> DAG:
     names = model_names(p, model)
-    doc = (f"### {p.project}.{model}: drift\n\nOn `{names.predictions_asset}`: each day's trailing "
+    doc = (f"### {p.project}.{model}: drift\n\nOnce per partition of `{names.predictions_asset}` (the same "
+           "key, the day): the day's trailing "
            f"{p.models[model].drift.window_days}-day window against the reference of the version that scored it "
            f"(PSI, KL, JS per feature; prediction drift; decay once labels arrive) → `{names.drift_dataset}`.")
     return _daily_model_dag(p, model, "drift", "check_drift", names.predictions_asset, names.drift_reports_asset, doc,

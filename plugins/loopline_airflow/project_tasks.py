@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from functools import partial
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,34 +56,37 @@ def _fail(exc: Exception) -> Exception:
     return AirflowFailException(str(exc))
 
 
-# -- which days a run works on, and how a caught-up day may fail ---------------------------------------------
+# -- which days a run works on -------------------------------------------------------------------------------
+def partition_day(context: Context) -> dt.date | None:
+    """The day of a partitioned run: its ``partition_key`` (``YYYY-MM-DD``), or None for a run without one."""
+    run = context.get("dag_run")
+    key = context.get("partition_key") or getattr(run, "partition_key", None)
+    if not key:
+        return None
+    try:
+        return dt.date.fromisoformat(str(key)[:10])
+    except ValueError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"partition key {key!r} is not a day (YYYY-MM-DD)") from exc
+
+
 def run_day(context: Context) -> dt.date:
-    """The day a run works on: ``params.ds`` when given, else the start of its data interval."""
+    """The day a features run builds: ``params.ds`` when given, else the run's partition key."""
     ds = (context.get("params") or {}).get("ds")
     if ds:
         return dt.date.fromisoformat(str(ds))
-    start = context.get("data_interval_start")
-    if start is None:
+    day = partition_day(context)
+    if day is None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException("this run has no data interval; trigger it with params {'ds': 'YYYY-MM-DD'}")
-    return dt.date(start.year, start.month, start.day)
+        raise AirflowFailException("this run has no partition key; trigger it with params {'ds': 'YYYY-MM-DD'}")
+    return day
 
 
-def days_from_events(events: Iterable[Any]) -> list[dt.date]:
-    """Days named in asset events' extras (``ds`` or ``days``), sorted and unique."""
-    out: set[dt.date] = set()
-    for event in events:
-        extra = getattr(event, "extra", None) or {}
-        if extra.get("ds"):
-            out.add(dt.date.fromisoformat(str(extra["ds"])))
-        for d in extra.get("days") or []:
-            out.add(dt.date.fromisoformat(str(d)))
-    return sorted(out)
-
-
-def days_for_run(context: Context, upstream: Any) -> list[dt.date]:
-    """Days to process: ``params.start_ds``..``params.end_ds`` for a manual run, else the triggering events."""
+def days_for_run(context: Context) -> list[dt.date]:
+    """Days a scoring (drift) run works on: ``params.start_ds``..``params.end_ds`` for a manual run, else the one
+    day of its partition key (the upstream partition's key: ``IdentityMapper``); none without either."""
     params = context.get("params") or {}
     if params.get("start_ds"):
         from airflow.sdk.exceptions import AirflowFailException
@@ -97,38 +99,16 @@ def days_for_run(context: Context, upstream: Any) -> list[dt.date]:
         except SettingsError as exc:
             raise AirflowFailException(str(exc)) from exc
         return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    events = (context.get("triggering_asset_events") or {}).get(upstream, [])
-    return days_from_events(events)
+    day = partition_day(context)
+    return [day] if day is not None else []
 
 
-def missed_for_run(context: Context, days: list[dt.date], settings: Settings,
-                   have: Callable[[], Iterable[dt.date]], done: Callable[[], Iterable[dt.date]]) -> list[dt.date]:
-    """Days an asset-triggered run catches up on: input but no output within ``catch_up_days`` before its
-    newest day (``loopline.store.missed_days``); none for a manual run, which names its days."""
-    if (context.get("params") or {}).get("start_ds") or not days or settings.catch_up_days == 0:
-        return []
-    from loopline.store import missed_days
-
-    missed = [d for d in missed_days(have(), done(), max(days), settings.catch_up_days) if d not in days]
-    if missed:
-        log.warning("catching up on %d day(s) no event brought to this DAG: %s", len(missed),
-                    [d.isoformat() for d in missed])
-    return missed
-
-
-def run_one_day(step: Callable[[], Any], day: dt.date, missed: list[dt.date], skipped: dict[str, str],
-                what: str) -> Any:
-    """``step()`` for one day. A failure of one of the run's own days fails the run; a failure of a caught-up
-    day (in ``missed``) is recorded in ``skipped`` and logged, and None is returned: it never fails the days
-    the run was started for."""
-    try:
-        return step()
-    except Exception as exc:
-        if day not in missed:
-            raise
-        skipped[day.isoformat()] = f"catch-up failed: {exc}"
-        log.warning("%s %s (catch-up) failed: %s", what, day, exc)
-        return None
+def _emit(context: Context, name: str, days: Iterable[str], extra: dict[str, Any]) -> None:
+    """The outlet event of asset ``name``: one partition per day (a manual run over a range, a features run
+    with ``params.ds``, emits the days it wrote, so the downstream DAGs still run once per day)."""
+    accessor = _asset(context, name)
+    accessor.extra = extra
+    accessor.add_partitions(sorted(days))
 
 
 def _readers(p: Project) -> dict[str, Any]:
@@ -167,16 +147,17 @@ def build_features(project_name: str, context: Context) -> dict[str, Any]:
     if result.status == "empty":
         raise AirflowSkipException(f"project {p.project!r}: no rows on {day}; nothing to build (skipped, not failed)")
     out = result.as_dict()
-    _asset(context, project_names(p).features_asset).extra = {
+    _emit(context, project_names(p).features_asset, [out["ds"]], {
         "ds": out["ds"], "uri": out["uri"], "rows": out["rows"], "content_hash": out["content_hash"],
-        "feature_set_version": p.features.version}
+        "feature_set_version": p.features.version})
     log.info("%s features of %s: %d rows written to %s", p.project, day, out["rows"], out["uri"])
     return out
 
 
 # -- P.M.score ----------------------------------------------------------------------------------------------
 def score_days(project_name: str, model: str, context: Context) -> dict[str, Any]:
-    """Score each triggering day (or ``params.start_ds``..``end_ds``) with the champion, pinned for the run."""
+    """Score the run's day (its partition key; or ``params.start_ds``..``end_ds``) with the champion, pinned
+    for the run."""
     from airflow.sdk.exceptions import AirflowSkipException
     from loopline import steps
     from loopline.project import model_names, project_names
@@ -190,69 +171,55 @@ def score_days(project_name: str, model: str, context: Context) -> dict[str, Any
     cfg = steps.model_settings(settings, p, model)
     store = _store(settings)
     features = project_names(p).features_dataset
-    fsv = p.features.version
-    days = days_for_run(context, _by_name(project_names(p).features_asset))
+    days = days_for_run(context)
     if not days:
-        raise AirflowSkipException("no days to score: no triggering feature events and no params.start_ds")
+        raise AirflowSkipException("no day to score: the run has no partition key and no params.start_ds")
     champion = resolve_alias(cfg, CHAMPION)
     if champion is None:
         raise AirflowSkipException(f"registered model {names.registered_model!r} has no @{CHAMPION} yet: nothing to "
-                                   f"score ({len(days)} day(s) from {days[0]} wait for the first promotion)")
-    missed = missed_for_run(context, days, settings, lambda: store.days(features, fsv),
-                            lambda: store.days(names.predictions_dataset, fsv))
+                                   f"score ({len(days)} day(s) from {days[0]}; clear this run after the first "
+                                   "promotion)")
     scored: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
-    for day in sorted([*days, *missed]):
-        if not store.exists(features, fsv, day):
+    for day in days:
+        if not store.exists(features, p.features.version, day):
             skipped[day.isoformat()] = "no features partition (the day was skipped or failed validation)"
             continue
-        step = partial(steps.score_model_day, p, model, store, settings, day, model_version=champion)
         try:
-            result = run_one_day(step, day, missed, skipped, "scoring")
+            result = steps.score_model_day(p, model, store, settings, day, model_version=champion,
+                                           extra=_run_extra(context))
         except UnsafeModelError as exc:  # a retry would refuse the same artifact again
             raise LooplineUnsafeModelError(str(exc)) from exc
-        if result is not None:
-            scored.append(result.as_dict())
+        scored.append(result.as_dict())
     if not scored:
         raise AirflowSkipException(f"none of the {len(days)} day(s) could be scored: {skipped}")
     out = {"model_name": names.registered_model, "model_version": champion, "days": [s["ds"] for s in scored],
            "rows": sum(s["rows"] for s in scored), "skipped": skipped}
-    _asset(context, names.predictions_asset).extra = {k: out[k] for k in ("model_name", "model_version", "days")}
+    _emit(context, names.predictions_asset, out["days"],
+          {k: out[k] for k in ("model_name", "model_version", "days")})
     return out
-
-
-def _by_name(name: str) -> Any:
-    from airflow.sdk import Asset
-
-    return Asset(name=name, group="loopline")
 
 
 # -- P.M.drift ----------------------------------------------------------------------------------------------
 def monitor_days(project_name: str, model: str, context: Context) -> dict[str, Any]:
-    """Each triggering day's drift check against the reference of the version that scored it."""
+    """The run's day's drift check (its partition key; or ``params.start_ds``..``end_ds``) against the reference
+    of the version that scored it; the trailing window is read from the store."""
     from airflow.sdk.exceptions import AirflowSkipException
     from loopline import steps
     from loopline.monitoring import log_drift_metrics
     from loopline.project import model_names
-    from loopline.reports import report_days
 
     p = project(project_name)
     names = model_names(p, model)
     settings = _settings()
     store = _store(settings)
-    fsv = p.features.version
-    days = days_for_run(context, _by_name(names.predictions_asset))
+    days = days_for_run(context)
     if not days:
-        raise AirflowSkipException("no days to check: no triggering prediction events and no params.start_ds")
-    missed = missed_for_run(context, days, settings, lambda: store.days(names.predictions_dataset, fsv),
-                            lambda: report_days(store, fsv, dataset=names.drift_dataset))
+        raise AirflowSkipException("no day to check: the run has no partition key and no params.start_ds")
     checks: list[Any] = []
     skipped: dict[str, str] = {}
-    for day in sorted([*days, *missed]):
-        outcome = run_one_day(partial(steps.drift_model_day, p, model, store, settings, day), day, missed, skipped,
-                              "drift check")
-        if outcome is None:
-            continue
+    for day in days:
+        outcome = steps.drift_model_day(p, model, store, settings, day, extra=_run_extra(context))
         if outcome.skipped:
             skipped[day.isoformat()] = outcome.skipped
             continue
@@ -262,7 +229,8 @@ def monitor_days(project_name: str, model: str, context: Context) -> dict[str, A
     log_drift_metrics(steps.model_settings(settings, p, model), checks)
     reports = [c.summary for c in checks]
     drifted = [r["ds"] for r in reports if r["drifted"]]
-    _asset(context, names.drift_reports_asset).extra = {"days": [r["ds"] for r in reports], "drifted_days": drifted}
+    _emit(context, names.drift_reports_asset, [r["ds"] for r in reports],
+          {"days": [r["ds"] for r in reports], "drifted_days": drifted})
     return {"reports": reports, "drifted_days": drifted, "skipped": skipped}
 
 

@@ -35,9 +35,20 @@ spec.loader.exec_module(mod)
 took = time.perf_counter() - t0
 from airflow.sdk import DAG
 dags = [v for v in vars(mod).values() if isinstance(v, DAG)]
+def schedule(d):
+    t = d.timetable
+    out = {"timetable": type(t).__name__, "max_active_runs": d.max_active_runs}
+    if type(t).__name__ == "CronPartitionTimetable":
+        out.update(key_format=t.key_format, run_offset=t.run_offset)
+    if type(t).__name__ == "PartitionedAssetTimetable":
+        out.update(assets=[a.name for a in t.asset_condition.iter_assets().values()] if hasattr(
+            t.asset_condition, "iter_assets") else [t.asset_condition.name],
+                   mapper=type(t.default_partition_mapper).__name__)
+    return out
 heavy = [m for m in sys.argv[2].split(",") if m in sys.modules]
 print(json.dumps({"seconds": took, "heavy": heavy, "dags": [
     {"dag_id": d.dag_id, "tags": sorted(d.tags), "doc_md": bool(d.doc_md), "owner": d.default_args.get("owner"),
+     "schedule": schedule(d),
      "tasks": {t.task_id: {"retries": t.retries, "timeout": t.execution_timeout.total_seconds()
                             if t.execution_timeout else None, "callback": bool(t.on_failure_callback)}
                for t in d.tasks}}
@@ -84,6 +95,21 @@ def test_every_project_dag_is_light_and_well_formed(tmp_path: Path) -> None:
             for step in ("score", "drift", "retrain", "rollback"):
                 dag = dags[f"{project}.{model}.{step}"]
                 assert {"loopline", f"project:{project}", f"model:{model}"} <= set(dag["tags"]), dag
+    for project in ("flights", "bikes"):
+        # One partition per day, keyed by the day; scoring and drift once per upstream partition, same key.
+        assert dags[f"{project}.features"]["schedule"] == {
+            "timetable": "CronPartitionTimetable", "max_active_runs": 4,
+            "key_format": "%Y-%m-%d", "run_offset": -1}
+    for model, upstream in (("disruption", "loopline.flights.features"),
+                            ("arrival_delay", "loopline.flights.features")):
+        assert dags[f"flights.{model}.score"]["schedule"] == {
+            "timetable": "PartitionedAssetTimetable", "max_active_runs": 3,
+            "assets": [upstream], "mapper": "IdentityMapper"}
+        assert dags[f"flights.{model}.drift"]["schedule"] == {
+            "timetable": "PartitionedAssetTimetable", "max_active_runs": 3,
+            "assets": [f"loopline.flights.{model}.predictions"], "mapper": "IdentityMapper"}
+        # Retraining stays on drift events and its cron.
+        assert dags[f"flights.{model}.retrain"]["schedule"]["timetable"] == "AssetOrTimeSchedule"
     for dag_id, dag in dags.items():
         assert dag["doc_md"] and dag["owner"] == "loopline", dag_id
         for task_id, t in dag["tasks"].items():

@@ -1,4 +1,5 @@
-"""End to end on the real scheduler: unshifted days fire no retrain; a known shift fires exactly the drift path.
+"""End to end on the real scheduler: unshifted days fire no retrain; a known shift fires exactly the drift path;
+clearing one day's features run re-scores and re-checks exactly that day (partition keys).
 
 Starts Airflow's own api-server, scheduler, dag-processor and triggerer (LocalExecutor, SQLite) and a real
 ``mlflow server`` on loopback, drives the flights project's generated DAGs (``flights.features`` and the
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,3 +187,43 @@ def test_known_shift_fires_a_drift_retrain(stack: Stack, api: AirflowClient, cha
     assert mv.tags["loopline.trigger"] == "drift"
     assert mv.tags["loopline.decision"] in {"promote", "reject"}
     assert resolve_alias(_cfg(stack), CHAMPION) == ("2" if mv.tags["loopline.decision"] == "promote" else champion)
+
+
+def _written_by(stack: Stack) -> dict[str, dict[str, str | None]]:
+    """Per step, the run that wrote each day: the predictions manifests' and the drift reports' run ids."""
+    store = PartitionStore(stack.settings.store_root)
+    scored = {d.isoformat(): store.manifest(MODEL.predictions_dataset, LOOP.fsv, d).extra.get("run_id")
+              for d in store.days(MODEL.predictions_dataset, LOOP.fsv)}
+    checked = {r["ds"]: (r.get("run") or {}).get("run_id") for r in _reports(stack)}
+    return {"scored": scored, "checked": checked}
+
+
+def test_clearing_one_days_features_run_rescores_and_rechecks_exactly_that_day(
+        stack: Stack, api: AirflowClient, champion: str) -> None:
+    day = "2013-02-05"  # featured by the champion fixture's backfill (its scoring was skipped: no champion yet)
+    settle(api, LOOP, quiet_seconds=POLL * 2)
+    [features_run] = [r for r in api.dag_runs(LOOP.features_dag) if r["partition_key"] == day]
+    before_runs = {step: {r["dag_run_id"] for r in api.dag_runs(MODEL.dag(step))} for step in ("score", "drift")}
+    before = _written_by(stack)
+
+    rid = urllib.parse.quote(features_run["dag_run_id"], safe="")
+    api.request("POST", f"/api/v2/dags/{LOOP.features_dag}/dagRuns/{rid}/clear", {"dry_run": False},
+                idempotent=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not ({r["dag_run_id"] for r in api.dag_runs(MODEL.dag("drift"))}
+                                               - before_runs["drift"]):
+        time.sleep(POLL)
+    settle(api, LOOP, quiet_seconds=POLL * 2)
+
+    assert api.dag_run(LOOP.features_dag, features_run["dag_run_id"])["state"] == "success"
+    after = _written_by(stack)
+    for step in ("score", "drift"):
+        new = [r for r in api.dag_runs(MODEL.dag(step)) if r["dag_run_id"] not in before_runs[step]]
+        # Exactly one new run, for that day's partition key, started by the rebuilt day's asset event.
+        assert [(r["partition_key"], r["run_type"], r["state"]) for r in new] == [
+            (day, "asset_triggered", "success")], new
+        written = after["scored" if step == "score" else "checked"]
+        assert written[day] == new[0]["dag_run_id"]
+        # Every other day is still the one its own earlier run wrote.
+        others = before["scored" if step == "score" else "checked"]
+        assert {d: r for d, r in written.items() if d != day} == {d: r for d, r in others.items() if d != day}

@@ -85,14 +85,20 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
     conf = {"start_ds": days[0].isoformat(), "end_ds": days[-1].isoformat()}
     [scored] = dag_test("bikes.duration.score", [{"conf": conf}], bikes.env, file=FILE)
     assert scored["tis"] == {"score": "success"}
+    # dag.test() cannot give a run a partition key (Airflow 3.3.2): a run by hand names its days in Params.
+    assert scored["partition_key"] is None
     for d in days:
         preds = bikes.store.read("bikes/duration/predictions", "2", d)
         assert set(preds["model_version"]) == {"1"} and preds["score"].max() > 1.0  # minutes, not probabilities
+        # The manifest names the run that scored the day (the demo checks "exactly once" with it).
+        extra = bikes.store.manifest("bikes/duration/predictions", "2", d).extra
+        assert (extra["dag_id"], extra["run_id"]) == ("bikes.duration.score", scored["run_id"])
     [checked] = dag_test("bikes.duration.drift", [{"conf": conf}], bikes.env, file=FILE)
     assert checked["tis"] == {"check_drift": "success"}
     assert checked["links"] == {"check_drift:Drift report": f"/loopline/reports/bikes/duration/{days[-1]}.html"}
     report = read_drift_report(bikes.store, "2", days[-1], dataset="bikes/duration/drift")
     assert report is not None and report["model_name"] == "bikes.duration"
+    assert (report["run"]["dag_id"], report["run"]["run_id"]) == ("bikes.duration.drift", checked["run_id"])
     assert set(report["features"]) >= {"station", "temp_c", "bike_type"}
     # Two scored days in a 7-day window: prediction drift is not judged yet, and the report says so.
     assert any("not judged" in note for note in report["notes"]), report["notes"]

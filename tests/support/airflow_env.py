@@ -38,8 +38,8 @@ for run in json.loads(sys.argv[2]):
         for link in getattr(dag.get_task(ti.task_id), "operator_extra_links", ()) or ():
             url = XComOperatorLink(name=link.name, xcom_key=link.xcom_key).get_link(None, ti_key=ti.key)
             links[ti.task_id + ":" + link.name] = url
-    print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis,
-                                  "links": links}), flush=True)
+    print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis, "links": links,
+                                  "run_id": dr.run_id, "partition_key": dr.partition_key}), flush=True)
 """
 
 

@@ -1,6 +1,7 @@
 """loopline_dev.demo.settle: the loop of the flights project's generated DAGs is settled only when no run, no queued
-asset event and no drifted report still waiting for the triggerer's watcher remain (on a fake REST API and a fake
-clock); lost asset events are run by hand per model over exactly their days."""
+asset event, no partition waiting for its run and no drifted report still waiting for the triggerer's watcher
+remain (on a fake REST API and a fake clock); every day featured, scored and checked exactly once, by the runs
+of its partition key named in the manifests."""
 
 from __future__ import annotations
 
@@ -33,11 +34,16 @@ class FakeAPI:
     """Answers the three questions settle asks; each attribute is a function of the fake time."""
 
     def __init__(self, clock: Clock, *, running_until: float = 0, queued_until: float = 0,
-                 emitted_at: float | None = None) -> None:
+                 emitted_at: float | None = None, pending_until: float = 0) -> None:
         self.clock, self.emitted_at = clock, emitted_at
-        self.running_until, self.queued_until = running_until, queued_until
+        self.running_until, self.queued_until, self.pending_until = running_until, queued_until, pending_until
 
     def request(self, method: str, path: str, payload: Any = None, params: dict[str, Any] | None = None) -> Any:
+        if path == "/ui/partitioned_dag_runs":  # partitions of a partitioned DAG whose run is not created yet
+            assert params == {"has_created_dag_run_id": "false"}
+            pending = [{"dag_id": "flights.disruption.drift", "partition_key": "2013-03-05"},
+                       {"dag_id": "other.project.score", "partition_key": "2013-03-05"}]
+            return {"partitioned_dag_runs": pending if self.clock.now < self.pending_until else pending[1:]}
         if path.endswith("/assets/queuedEvents"):
             return {"total_entries": int(self.clock.now < self.queued_until and ".score/" in path)}
         assert path == "/api/v2/dags/~/dagRuns"
@@ -97,45 +103,66 @@ def test_without_settings_only_the_quiet_period_counts(clock: Clock) -> None:
     assert 22 <= clock.now <= 25
 
 
-class Trigger:
-    def __init__(self) -> None:
-        self.runs: list[tuple[str, dict[str, Any]]] = []
-
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
-        self.runs.append((dag_id, conf or {}))
-        return {"dag_run_id": f"manual-{len(self.runs)}"}
+def test_waits_for_partitions_whose_run_is_not_created_yet(clock: Clock) -> None:
+    demo.settle(FakeAPI(clock, pending_until=9), LOOP, quiet_seconds=2)  # type: ignore[arg-type]
+    assert 11 <= clock.now <= 13
 
 
-def test_lost_events_are_run_by_hand_over_exactly_their_days(monkeypatch: pytest.MonkeyPatch,
-                                                             tmp_path: Path) -> None:
+class Airflow:
+    """Runs and successful task instances of the loop's DAGs, as the REST API lists them."""
+
+    def __init__(self, runs: dict[str, list[tuple[str, str | None]]]) -> None:
+        self.runs = runs  # dag_id -> [(run_id, partition_key)]
+
+    def dag_runs(self, dag_id: str, **params: Any) -> list[dict[str, Any]]:
+        return [{"dag_run_id": rid, "partition_key": key} for rid, key in self.runs.get(dag_id, [])]
+
+    def all_task_instances(self, dag_id: str, **params: Any) -> list[dict[str, Any]]:
+        assert params["state"] == ["success"]
+        return [{"dag_run_id": rid} for rid, _ in self.runs.get(dag_id, [])]
+
+
+def test_exactly_once_counts_days_done_by_one_run_of_their_key_that_wrote_them(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import datetime as dt
+    from types import SimpleNamespace
 
     import loopline.reports
 
-    day = dt.date(2013, 3, 1)
-    featured = [day + dt.timedelta(days=i) for i in range(10)]
-    scored = [d for d in featured if d.day not in (3, 4, 8)]
-    checked = [d for d in scored if d.day != 6]
+    days = [dt.date(2013, 3, 1) + dt.timedelta(days=i) for i in range(4)]
+    keys = [d.isoformat() for d in days]
+    written = {  # dataset -> day -> the run id its manifest names
+        "flights/features": {d: f"backfill__{d}" for d in keys},
+        "flights/disruption/predictions": {d: f"asset__score_{d}" for d in keys[:3]},  # the 4th never scored
+    }
+    reports = {d: f"asset__drift_{d}" for d in keys[:3]}
+    reports[keys[1]] = "manual__by_hand"  # re-checked by hand after its own run
 
     class Store:
         def __init__(self, root: str) -> None:
             pass
 
         def days(self, dataset: str, version: str) -> list[dt.date]:
-            return featured if dataset == "flights/features" else scored
+            return [dt.date.fromisoformat(d) for d in written[dataset]]
+
+        def manifest(self, dataset: str, version: str, day: dt.date) -> Any:
+            return SimpleNamespace(extra={"run_id": written[dataset][day.isoformat()]})
 
     monkeypatch.setattr(demo, "PartitionStore", Store)
-    monkeypatch.setattr(loopline.reports, "report_days", lambda store, fsv, dataset: checked)
-    api, repaired = Trigger(), {}  # type: ignore[var-annotated]
-    settings = Settings(home=tmp_path)
-    assert demo.repair_lost_events(api, LOOP, settings, repaired)  # type: ignore[arg-type]
-    assert api.runs == [("flights.disruption.score", {"start_ds": "2013-03-03", "end_ds": "2013-03-04"}),
-                        ("flights.disruption.score", {"start_ds": "2013-03-08", "end_ds": "2013-03-08"})]
-    scored[:] = featured  # the manual runs scored them, and their predictions events had them checked
-    checked.extend(d for d in featured if d.day in (3, 4, 8))
-    assert demo.repair_lost_events(api, LOOP, settings, repaired)  # type: ignore[arg-type]
-    assert api.runs[-1] == ("flights.disruption.drift", {"start_ds": "2013-03-06", "end_ds": "2013-03-06"})
-    checked[:] = featured
-    assert not demo.repair_lost_events(api, LOOP, settings, repaired)  # type: ignore[arg-type]
-    assert repaired == {"flights.disruption.score": ["2013-03-03", "2013-03-04", "2013-03-08"],
-                        "flights.disruption.drift": ["2013-03-06"]}
+    monkeypatch.setattr(loopline.reports, "read_drift_report",
+                        lambda store, fsv, day, dataset: {"run": {"run_id": reports[day]}} if day in reports else None)
+    api = Airflow({
+        "flights.features": [(f"backfill__{d}", d) for d in keys],
+        "flights.disruption.score": [(f"asset__score_{d}", d) for d in keys[:3]] + [("asset__again", keys[0])],
+        "flights.disruption.drift": [(f"asset__drift_{d}", d) for d in keys[:3]] + [("manual__by_hand", None)],
+    })
+    out = demo.exactly_once(api, LOOP, Settings(home=tmp_path))  # type: ignore[arg-type]
+    assert out["flights.features"] == {"step": "featured", "days": 4, "exactly_once": 4, "missing": [],
+                                       "more_than_once": [], "not_by_its_run": [], "runs_by_hand": 0}
+    assert out["flights.disruption.score"] == {"step": "scored", "days": 3, "exactly_once": 2, "missing": [keys[3]],
+                                               "more_than_once": [keys[0]], "not_by_its_run": [], "runs_by_hand": 0}
+    assert out["flights.disruption.drift"] == {"step": "checked", "days": 3, "exactly_once": 2, "missing": [],
+                                               "more_than_once": [], "not_by_its_run": [keys[1]], "runs_by_hand": 1}
+    text = demo.render({"project": "flights", "days_featured": 4, "days_failed_validation": [], "models": {},
+                        "exactly_once": out})
+    assert "flights.disruption.score         scored    2/3 days" in text and "'missing': ['2013-03-04']" in text

@@ -109,8 +109,6 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("LOOPLINE_DRIFT_SHARE", "-inf"),
     ("LOOPLINE_DRIFT_SHARE", "half"),
     # the rest
-    ("LOOPLINE_CATCH_UP_DAYS", "-1"),
-    ("LOOPLINE_CATCH_UP_DAYS", "a week"),
     ("LOOPLINE_MAX_MANUAL_DAYS", "0"),
     ("LOOPLINE_MAX_MANUAL_DAYS", "-366"),
     ("LOOPLINE_MAX_MANUAL_DAYS", "one year"),
@@ -211,7 +209,6 @@ def test_bad_drift_knob_is_refused_naming_the_variable(var: str, raw: str) -> No
         ("LOOPLINE_DRIFT_WINDOW_DAYS", "1", "drift_window_days", 1),
         ("LOOPLINE_DRIFT_SHARE", "1", "drift_share", 1.0),
         ("LOOPLINE_DRIFT_SHARE", "0.01", "drift_share", 0.01),
-        ("LOOPLINE_CATCH_UP_DAYS", "0", "catch_up_days", 0),
         ("LOOPLINE_MAX_MANUAL_DAYS", "1", "max_manual_days", 1),
         ("LOOPLINE_MAX_MANUAL_DAYS", "3650", "max_manual_days", 3650),
         ("LOOPLINE_STORE_ROOT", "s3://bucket", "store_root", "s3://bucket"),
