@@ -220,10 +220,15 @@ def test_feature_task_writes_its_partition_to_s3_through_aws_default(
 
     for key, value in airflow_settings.as_env().items():
         monkeypatch.setenv(key, value)
-    events: defaultdict[object, SimpleNamespace] = defaultdict(SimpleNamespace)
+    class Accessor(SimpleNamespace):  # the outlet event accessor: its extra and the partitions the task emits
+        def add_partitions(self, keys: list[str]) -> None:
+            self.partitions = list(keys)
+
+    events: defaultdict[object, Accessor] = defaultdict(Accessor)
     ti = SimpleNamespace(dag_id="flights.features", run_id="manual__s3", try_number=1)
     context = {"params": {"ds": "2013-01-02"}, "outlet_events": events, "ti": ti}
     result = project_tasks.build_features("flights", context)  # type: ignore[arg-type]
+    assert [a.partitions for a in events.values()] == [["2013-01-02"]]  # one partition: the day it wrote
     assert result["uri"] == f"{airflow_settings.store_root}/flights/features/v=1/ds=2013-01-02"
     reader = PartitionStore(airflow_settings.store_root, {"endpoint_url": s3.endpoint, "key": ACCESS_KEY,
                                                           "secret": "x"})

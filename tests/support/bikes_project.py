@@ -104,7 +104,7 @@ def day_frame(day: dt.date, rows: int = 300, seed: int = 0) -> pd.DataFrame:
     temp_f = rng.normal(80.0 if shift else 50.0, 8.0, rows)
     plan = rng.choice(["member", "casual"], rows)
     base = 12 + 6 * (bike == "classic") + 8 * (plan == "casual") + 0.15 * (temp_f - 50) + (hour >= 17) * 5
-    minutes = base + rng.normal(0, 4, rows) + (10 if shift else 0)
+    minutes = np.maximum(base + rng.normal(0, 4, rows) + (10 if shift else 0), 1.0)  # a ride lasts a minute at least
     late = np.where(minutes > 30, "Y", "N")
     unreturned = rng.random(rows) < 0.05
     frame = pd.DataFrame({
