@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +26,7 @@ from loopline.settings import Settings
 from loopline.store import PartitionStore
 from loopline_dev.stack import SIMPLE_AUTH_MANAGER, free_port
 
+from tests.support.airflow_api import stop, wait_healthy
 from tests.support.airflow_env import airflow_env, migrate
 from tests.support.bikes_project import START, write_project
 
@@ -69,32 +67,6 @@ class ApiServer:
             return str(json.loads(response.read())["access_token"])
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"api-server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=10) as response:
-                if response.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(2)
-    pytest.fail(f"api-server not healthy after {STARTUP_SECONDS}s:\n{log.read_text()[-4000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory, mlflow_server_session: Any) -> Iterator[ApiServer]:
     home = tmp_path_factory.mktemp("ui_api_server")
@@ -131,10 +103,10 @@ def api_server(tmp_path_factory: pytest.TempPathFactory, mlflow_server_session: 
                                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc, log)
+        wait_healthy(url, proc, log, STARTUP_SECONDS)
         yield ApiServer(url, home, log)
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 ROUTES = ["/loopline/", "/loopline/api/models", f"/loopline/reports/bikes/duration/{DAY}.html",

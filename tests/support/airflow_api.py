@@ -47,7 +47,7 @@ def _airflow(env: dict[str, str], *args: str, timeout: float = 600) -> str:
     return out.stdout
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     """Wait for the health endpoint; tolerant of a loaded machine (a first start imports a lot)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -99,13 +99,20 @@ def api_server(root: Path, timeout: float = 240) -> Iterator[tuple[str, str]]:
         proc = subprocess.Popen([AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_healthy(url, proc, log, timeout)
+        wait_healthy(url, proc, log, timeout)
         # SimpleAuthManager writes the generated password of each user it was given when it starts.
         yield url, json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started with ``start_new_session=True``: its whole process group, TERM then KILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
