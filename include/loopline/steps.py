@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -306,6 +306,21 @@ def empty_features(project: Project) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+_FINITE = (-1.7e308, 1.7e308)  # a declared bound left open still refuses ±inf
+
+
+def _between(column: str, bounds: tuple[float | None, float | None] | None) -> dict[str, Any]:
+    """Values within the declared ``[min, max]`` (either may be null), and finite in any case."""
+    low, high = bounds if bounds is not None else (None, None)
+    return {"type": "expect_column_values_to_be_between", "kwargs": {
+        "column": column, "min_value": _FINITE[0] if low is None else low,
+        "max_value": _FINITE[1] if high is None else high}}
+
+
+def _in_set(column: str, values: Sequence[Any]) -> dict[str, Any]:
+    return {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": column, "value_set": list(values)}}
+
+
 def features_suite(project: Project) -> dict[str, Any]:
     """The Great Expectations suite generated from the declared features: presence, keys, kinds and the optional
     ``range`` / ``values`` / ``max_missing``; numeric features and regression labels must be finite."""
@@ -317,31 +332,21 @@ def features_suite(project: Project) -> dict[str, Any]:
         exps.append({"type": "expect_column_values_to_be_unique", "kwargs": {"column": keys[0]}})
     else:
         exps.append({"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": list(keys)}})
-    finite = {"min_value": -1.7e308, "max_value": 1.7e308}
     for col in project.features.columns:
         exps.append({"type": "expect_column_to_exist", "kwargs": {"column": col.name}})
         if col.kind == "numeric":
-            low, high = col.range if col.range is not None else (None, None)
-            exps.append({"type": "expect_column_values_to_be_between", "kwargs": {
-                "column": col.name, "min_value": finite["min_value"] if low is None else low,
-                "max_value": finite["max_value"] if high is None else high}})
+            exps.append(_between(col.name, col.range))
         if col.values is not None:
-            exps.append({"type": "expect_column_values_to_be_in_set",
-                         "kwargs": {"column": col.name, "value_set": list(col.values)}})
+            exps.append(_in_set(col.name, col.values))
         if col.max_missing is not None:
             exps.append({"type": "expect_column_values_to_not_be_null",
                          "kwargs": {"column": col.name, "mostly": round(1.0 - col.max_missing, 12)}}
                         if col.max_missing < 1 else {"type": "expect_column_to_exist", "kwargs": {"column": col.name}})
     for model in project.models.values():
-        label = model.label
         if model.task == "regression":
-            low, high = label.range if label.range is not None else (None, None)
-            exps.append({"type": "expect_column_values_to_be_between", "kwargs": {
-                "column": label.column, "min_value": finite["min_value"] if low is None else low,
-                "max_value": finite["max_value"] if high is None else high}})
-        elif label.values is not None:
-            exps.append({"type": "expect_column_values_to_be_in_set",
-                         "kwargs": {"column": label.column, "value_set": list(label.values)}})
+            exps.append(_between(model.label.column, model.label.range))
+        elif model.label.values is not None:
+            exps.append(_in_set(model.label.column, model.label.values))
     return {"name": f"{project.project}_features_v{project.features.version}",
             "meta": {"generated_from": str(project.path or project.project)}, "expectations": exps}
 
