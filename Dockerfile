@@ -10,12 +10,12 @@ COPY --chown=airflow:root pyproject.toml uv.lock README.md ./
 # Export the lock (without the dev group) and install exactly those versions into the image's Python.
 RUN pip install --no-cache-dir "uv==0.13.9" \
  && uv export --frozen --no-dev --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
- && uv pip install --system --no-cache -r /tmp/requirements.txt
+ && uv pip install --system --no-cache --compile-bytecode -r /tmp/requirements.txt
 
 COPY --chown=airflow:root include ./include
 COPY --chown=airflow:root plugins ./plugins
 COPY --chown=airflow:root dags ./dags
-RUN uv pip install --system --no-cache --no-deps .
+RUN uv pip install --system --no-cache --compile-bytecode --no-deps .
 
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/loopline/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/loopline/plugins \

@@ -39,6 +39,7 @@ from airflow.sdk import (
     task,
 )
 from loopline.project import Found, discover, model_names, project_names
+from loopline.project.names import STEPS, parse_dag_id
 
 from loopline_airflow.dag_defaults import default_args
 from loopline_airflow.links import DriftReportLink, MLflowModelVersionLink, MLflowRunLink, ValidationResultLink
@@ -68,16 +69,27 @@ class ProjectFileError(DAG):
         raise ValueError(self.doc_md or "a Loopline project file is broken")
 
 
-def render_projects(found: list[Found] | None = None) -> dict[str, DAG]:
-    """Every project's DAGs by DAG id, plus the placeholder that reports broken project files."""
+def render_projects(found: list[Found] | None = None, *, only: str | None = None) -> dict[str, DAG]:
+    """Every project's DAGs by DAG id, plus the placeholder that reports broken project files.
+
+    ``only``: the one DAG a task process needs (Airflow's parsing context, ``get_parsing_context().dag_id``:
+    every task process parses the DAG file again to find its DAG). When it is a Loopline DAG id, only that DAG
+    is rendered — one DAG instead of every project's (the rendering was ~11% of a task process's CPU on the
+    flights project alone, and grows with each project). Any other value renders everything.
+    """
+    wanted = parse_dag_id(only) if only else None
     dags: dict[str, DAG] = {}
     errors = []
     for f in found if found is not None else discover():
         if f.project is None:
             errors.append(str(f.error))
             continue
-        dags.update(render_project(f.project))
-    if errors:
+        if wanted is None:
+            dags.update(render_project(f.project))
+        elif f.project.project == wanted.project and (wanted.model is None or wanted.model in f.project.models):
+            dag = _render_one(f.project, wanted.model, wanted.step)
+            dags[dag.dag_id] = dag
+    if errors and wanted is None:
         dags["loopline.project_errors"] = ProjectFileError(
             dag_id="loopline.project_errors", schedule=None, start_date=_utc(dt.date(2020, 1, 1)),
             tags=["loopline"], doc_md="Loopline project file error(s):\n" + "\n".join(errors))
@@ -90,9 +102,18 @@ def render_project(p: Project) -> dict[str, DAG]:
     features = features_dag(p)
     dags[features.dag_id] = features
     for model in p.models:
-        for dag in (score_dag(p, model), drift_dag(p, model), retrain_dag(p, model), rollback_dag(p, model)):
+        for step in STEPS:
+            dag = _render_one(p, model, step)
             dags[dag.dag_id] = dag
     return dags
+
+
+def _render_one(p: Project, model: str | None, step: str) -> DAG:
+    """One DAG of a project: its features DAG (``model`` None) or the ``step`` DAG of ``model``."""
+    if model is None:
+        return features_dag(p)
+    render = {"score": score_dag, "drift": drift_dag, "retrain": retrain_dag, "rollback": rollback_dag}[step]
+    return render(p, model)
 
 
 def _common(p: Project, dag_id: str, tags: list[str], doc: str, **kwargs: Any) -> dict[str, Any]:

@@ -32,6 +32,8 @@ MODULES = (
     "numpy", "pandas", "pyarrow", "pyarrow.parquet", "scipy.stats", "sklearn.ensemble", "sklearn.compose",
     "sklearn.metrics", "skops.io", "mlflow", "mlflow.sklearn", "mlflow.tracking", "great_expectations",
     "loopline.steps", "loopline.training", "loopline.scoring", "loopline.drift", "loopline.validation",
+    # What the DAG file imports: every task process parses it again to find its DAG.
+    "loopline_airflow.factory",
 )
 # skops.io's module search reads every attribute name it looks for on every loaded module; Airflow's
 # deprecated-module shims answer each with a DeprecatedImportWarning (over a thousand lines in the log).

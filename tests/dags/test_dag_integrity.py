@@ -117,6 +117,26 @@ def test_every_project_dag_is_light_and_well_formed(tmp_path: Path) -> None:
             assert t["timeout"] and t["timeout"] <= 3600, (dag_id, task_id)
 
 
+
+def test_a_task_process_renders_only_its_own_dag(tmp_path: Path) -> None:
+    # Every task process parses the DAG file again to find its DAG; Airflow's parsing context names it, and the
+    # file renders that one DAG — the same DAG, task for task, as the full parse renders.
+    from tests.support.bikes_project import write_project
+
+    write_project(tmp_path / "projects", days=0)
+    projects = str(tmp_path / "projects")
+    full = {d["dag_id"]: d for d in _probe(PROJECTS_FILE, tmp_path, LOOPLINE_PROJECTS_PATH=projects)["dags"]}
+    for dag_id in ("flights.features", "flights.arrival_delay.drift", "bikes.duration.score",
+                   "bikes.late_return.retrain", "bikes.duration.rollback"):
+        probe = _probe(PROJECTS_FILE, tmp_path, LOOPLINE_PROJECTS_PATH=projects,
+                       _AIRFLOW_PARSING_CONTEXT_DAG_ID=dag_id)
+        assert [d["dag_id"] for d in probe["dags"]] == [dag_id]
+        assert probe["dags"][0] == full[dag_id]
+    # A DAG id of no Loopline shape (another DAG file's) renders everything, as a parse without context does.
+    other = _probe(PROJECTS_FILE, tmp_path, LOOPLINE_PROJECTS_PATH=projects,
+                   _AIRFLOW_PARSING_CONTEXT_DAG_ID="example_bash_operator")
+    assert {d["dag_id"] for d in other["dags"]} == set(full)
+
 BAGGING = r"""
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
