@@ -123,26 +123,19 @@ def wait_for_dags(client: AirflowClient, loop: Loop, timeout: float = 180) -> No
     raise TimeoutError(f"the dag-processor did not register {sorted(set(loop.dags) - seen)} within {timeout:.0f}s")
 
 
-def unpause(client: AirflowClient, loop: Loop, dag_ids: tuple[str, ...] | None = None) -> None:
-    """Unpause the loop's DAGs, or ``dag_ids`` of them (generated DAGs are paused when created)."""
-    for dag_id in loop.dags if dag_ids is None else dag_ids:
+def unpause(client: AirflowClient, loop: Loop) -> None:
+    """Unpause the loop's DAGs (generated DAGs are paused when created)."""
+    for dag_id in loop.dags:
         client.set_paused(dag_id, False)
 
 
-def score_dags(loop: Loop) -> tuple[str, ...]:
-    return tuple(loop.model(m).dag("score") for m in loop.models)
+def active_runs(client: AirflowClient, loop: Loop) -> int:
+    """Running runs, and queued runs that will start (queued runs of a paused backfill will not)."""
+    def count(**params: Any) -> int:
+        return int(client.request("GET", "/api/v2/dags/~/dagRuns",
+                                  params={"dag_id_pattern": f"{loop.name}.", "limit": 1, **params})["total_entries"])
 
-
-def active_runs(client: AirflowClient, loop: Loop, held: tuple[str, ...] = ()) -> int:
-    """Running runs, and queued runs that will start: not the queued runs of a paused backfill, nor those of the
-    paused DAGs ``held`` (their partitions' runs wait, queued, until the DAG is unpaused)."""
-    def count(path: str = "/api/v2/dags/~/dagRuns", **params: Any) -> int:
-        return int(client.request("GET", path, params={"limit": 1, **params})["total_entries"])
-
-    scheduled = [t for t in RUN_TYPES if t != "backfill"]
-    queued = count(dag_id_pattern=f"{loop.name}.", state=["queued"], run_type=scheduled)
-    queued -= sum(count(f"/api/v2/dags/{dag_id}/dagRuns", state=["queued"], run_type=scheduled) for dag_id in held)
-    return count(dag_id_pattern=f"{loop.name}.", state=["running"]) + queued
+    return count(state=["running"]) + count(state=["queued"], run_type=[t for t in RUN_TYPES if t != "backfill"])
 
 
 def queued_asset_events(client: AirflowClient, loop: Loop) -> int:
@@ -177,7 +170,7 @@ def unemitted_drift_reports(client: AirflowClient, loop: Loop, settings: Setting
 
 
 def settle(client: AirflowClient, loop: Loop, quiet_seconds: float = 2, timeout: float = 1800, *,
-           settings: Settings | None = None, drift_grace: float = 120, held: tuple[str, ...] = ()) -> None:
+           settings: Settings | None = None, drift_grace: float = 120) -> None:
     """Wait until the loop has nothing left to do for ``quiet_seconds`` (at least two looks).
 
     Nothing left: no run of the project's DAGs queued or running, no asset event waiting to become a run and —
@@ -185,15 +178,14 @@ def settle(client: AirflowClient, loop: Loop, quiet_seconds: float = 2, timeout:
     ``loopline.P.M.drift`` event. Without ``settings`` the quiet period itself must outlast the watcher's poll
     interval, so a drift event still on its way is not mistaken for a settled loop; with them the wait ends
     as soon as the event exists. A drifted report the watcher has still not emitted after ``drift_grace``
-    seconds of an otherwise idle loop is reported and no longer waited for. The queued runs of the paused DAGs
-    ``held`` are not waited for.
+    seconds of an otherwise idle loop is reported and no longer waited for.
     """
     deadline = time.monotonic() + timeout
     quiet_since: float | None = None
     drift_wait_since: float | None = None
     while time.monotonic() < deadline:
         # Queued events first: an event consumed between the two calls shows up as an active run.
-        busy = queued_asset_events(client, loop) or active_runs(client, loop, held)
+        busy = queued_asset_events(client, loop) or active_runs(client, loop)
         if not busy and settings is not None:
             missing = unemitted_drift_reports(client, loop, settings)
             if missing:
@@ -215,11 +207,18 @@ def settle(client: AirflowClient, loop: Loop, quiet_seconds: float = 2, timeout:
     raise TimeoutError(f"the loop did not settle within {timeout:.0f}s")
 
 
-def queued_runs(client: AirflowClient, dag_ids: tuple[str, ...]) -> dict[str, int]:
-    """Queued runs by DAG."""
-    return {dag_id: int(client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns",
-                                       params={"state": ["queued"], "limit": 1})["total_entries"])
-            for dag_id in dag_ids}
+def clear_skipped_scoring(client: AirflowClient, loop: Loop) -> dict[str, int]:
+    """Clear the scoring runs whose task was skipped for want of a champion: each runs again for its own
+    partition key (the day), scores it and starts that day's drift check. The number cleared, by DAG."""
+    cleared: dict[str, int] = {}
+    for model in loop.models:
+        dag_id = loop.model(model).dag("score")
+        runs = sorted({ti["dag_run_id"] for ti in client.all_task_instances(dag_id, state=["skipped"])})
+        if runs:  # one transaction for all of them; a clear that failed (database error) is sent again
+            client.request("POST", f"/api/v2/dags/{dag_id}/clearDagRuns",
+                           {"dry_run": False, "dag_runs": [{"dag_run_id": r} for r in runs]}, idempotent=True)
+        cleared[dag_id] = len(runs)
+    return cleared
 
 
 def run_day(run: dict[str, Any]) -> str | None:
@@ -288,20 +287,14 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
              f"(admin password in {stack.password_file})")
         client = client_for(stack)
         wait_for_dags(client, loop)
-        # The scoring DAGs stay paused until the first champions exist: each features partition still creates
-        # its scoring run (Airflow 3.3 creates the runs of a paused partitioned consumer, queued), and the run
-        # starts once the DAG is unpaused — instead of running, skipping for want of a champion, and being
-        # cleared to run again.
-        held = score_dags(loop)
-        unpause(client, loop, tuple(d for d in loop.dags if d not in held))
-        _say(f"DAGs unpaused: {', '.join(d for d in loop.dags if d not in held)} ({', '.join(held)} held paused "
-             f"until the first champions)")
+        unpause(client, loop)
+        _say(f"DAGs unpaused: {', '.join(loop.dags)}")
 
         # One backfill for the whole range, paced by pausing it at each month's end: on SQLite a backfill can
         # only be created while the scheduler, triggerer and dag-processor are held (see Stack.create_backfill),
         # so the demo creates exactly one.
         store = PartitionStore(settings.store_root)
-        settle(client, loop, settings=settings, held=held)
+        settle(client, loop, settings=settings)
         t = time.monotonic()
         _say(f"backfill of {loop.features_dag} {args.start} .. {args.end} (POST /api/v2/backfills)")
         bf = stack.create_backfill(client, loop.features_dag, args.start.isoformat(), args.end.isoformat(),
@@ -309,11 +302,12 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         backfill_id = int(bf["id"])
         wait_for_days(client, loop, args.start, args.bootstrap_end)
         client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
-        settle(client, loop, settings=settings, held=held)
+        settle(client, loop, settings=settings)
         _say(f"features through {args.bootstrap_end}: training each model's first champion (manual retrain)")
         states = bootstrap_champions(client, loop, args.bootstrap_end, (args.bootstrap_end - args.start).days + 1)
-        _say(f"first champions: {states}; scoring runs waiting: {queued_runs(client, held)}")
-        unpause(client, loop, held)
+        _say(f"first champions: {states}")
+        settle(client, loop, settings=settings)
+        _say(f"scoring runs skipped before the first champions, cleared: {clear_skipped_scoring(client, loop)}")
         settle(client, loop, settings=settings)
         timings["bootstrap_s"] = time.monotonic() - t
 
