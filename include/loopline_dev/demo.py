@@ -209,7 +209,13 @@ def settle(client: AirflowClient, loop: Loop, quiet_seconds: float = 2, timeout:
 
 def clear_skipped_scoring(client: AirflowClient, loop: Loop) -> dict[str, int]:
     """Clear the scoring runs whose task was skipped for want of a champion: each runs again for its own
-    partition key (the day), scores it and starts that day's drift check. The number cleared, by DAG."""
+    partition key (the day), scores it and starts that day's drift check. The number cleared, by DAG.
+
+    Holding the scoring DAGs paused until the first champions instead does not work on Airflow 3.3.2: an asset
+    event queues runs for unpaused consumers only (``AssetManager.register_asset_change``: ``scheduled_dags if
+    not ref.dag.is_paused``), partitioned consumers included, so the days featured meanwhile would never be
+    scored (tried: 0 scoring runs for the 59 days of January–February).
+    """
     cleared: dict[str, int] = {}
     for model in loop.models:
         dag_id = loop.model(model).dag("score")
