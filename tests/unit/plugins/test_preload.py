@@ -49,3 +49,13 @@ def test_each_projects_generated_features_suite_is_warmed(monkeypatch: pytest.Mo
     monkeypatch.setattr(validation, "warm", lambda suites=(): warmed.append(tuple(suites)))
     preload._warm_validation()
     assert len(warmed) == 1 and features_suite(load_project("flights")) in warmed[0]
+
+
+def test_mlflow_registries_are_built_in_the_parent() -> None:
+    # Each would otherwise scan every installed distribution's entry points again in every task process.
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.utils import requirements_utils
+
+    preload._warm_mlflow()
+    assert registry_utils._model_registry_store_registry is not None
+    assert requirements_utils._PACKAGES_TO_MODULES
