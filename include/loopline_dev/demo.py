@@ -136,20 +136,17 @@ def score_dags(loop: Loop) -> tuple[str, ...]:
 def active_runs(client: AirflowClient, loop: Loop, held: tuple[str, ...] = ()) -> int:
     """Running runs, and queued runs that will start: not the queued runs of a paused backfill, nor those of the
     paused DAGs ``held`` (their partitions' runs wait, queued, until the DAG is unpaused)."""
-    def count(path: str = "/api/v2/dags/~/dagRuns", **params: Any) -> int:
-        return int(client.request("GET", path, params={"limit": 1, **params})["total_entries"])
-
     scheduled = [t for t in RUN_TYPES if t != "backfill"]
-    queued = count(dag_id_pattern=f"{loop.name}.", state=["queued"], run_type=scheduled)
-    queued -= sum(count(f"/api/v2/dags/{dag_id}/dagRuns", state=["queued"], run_type=scheduled) for dag_id in held)
-    return count(dag_id_pattern=f"{loop.name}.", state=["running"]) + queued
+    queued = client.count_dag_runs("~", dag_id_pattern=f"{loop.name}.", state=["queued"], run_type=scheduled)
+    queued -= sum(client.count_dag_runs(dag_id, state=["queued"], run_type=scheduled) for dag_id in held)
+    return client.count_dag_runs("~", dag_id_pattern=f"{loop.name}.", state=["running"]) + queued
 
 
 def queued_asset_events(client: AirflowClient, loop: Loop) -> int:
     """Asset events the scheduler has not turned into a run yet (a run of that DAG will still start): queued
     events of the unpartitioned DAGs, and partitions of the partitioned ones still waiting for their run."""
-    queued = sum(int(client.request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["total_entries"])
-                 for dag_id in loop.model_dags)
+    queued = sum(client.count_queued_asset_events(dag_id) for dag_id in loop.model_dags)
+    # /ui/partitioned_dag_runs is a private UI route: apache-airflow-client 3.3.2 has no method for it.
     pending = client.request("GET", "/ui/partitioned_dag_runs", params={"has_created_dag_run_id": "false"})
     return queued + sum(1 for r in pending["partitioned_dag_runs"] if r.get("dag_id") in loop.model_dags)
 
@@ -217,9 +214,7 @@ def settle(client: AirflowClient, loop: Loop, quiet_seconds: float = 2, timeout:
 
 def queued_runs(client: AirflowClient, dag_ids: tuple[str, ...]) -> dict[str, int]:
     """Queued runs by DAG."""
-    return {dag_id: int(client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns",
-                                       params={"state": ["queued"], "limit": 1})["total_entries"])
-            for dag_id in dag_ids}
+    return {dag_id: client.count_dag_runs(dag_id, state=["queued"]) for dag_id in dag_ids}
 
 
 def run_day(run: dict[str, Any]) -> str | None:
@@ -308,7 +303,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
                                    max_active_runs=args.backfill_runs or 2 * args.parallelism)
         backfill_id = int(bf["id"])
         wait_for_days(client, loop, args.start, args.bootstrap_end)
-        client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
+        client.pause_backfill(backfill_id)
         settle(client, loop, settings=settings, held=held)
         _say(f"features through {args.bootstrap_end}: training each model's first champion (manual retrain)")
         states = bootstrap_champions(client, loop, args.bootstrap_end, (args.bootstrap_end - args.start).days + 1)
@@ -319,10 +314,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
         t = time.monotonic()
         for _, hi in months(args.bootstrap_end + dt.timedelta(days=1), args.end, args.chunk_days):
-            client.request("PUT", f"/api/v2/backfills/{backfill_id}/unpause")
+            client.unpause_backfill(backfill_id)
             wait_for_days(client, loop, args.start, hi)
             if hi < args.end:
-                client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
+                client.pause_backfill(backfill_id)
             settle(client, loop, settings=settings)
             retrains = sum(len(client.dag_runs(loop.model(m).dag("retrain"))) for m in loop.models)
             _say(f"replayed through {hi}: {len(store.days(loop.features_dataset, loop.fsv))} feature days, "
