@@ -44,8 +44,6 @@ from airflow_client.client.api.dag_run_api import DagRunApi
 from airflow_client.client.api.task_instance_api import TaskInstanceApi
 from airflow_client.client.api.x_com_api import XComApi
 from airflow_client.client.models.backfill_post_body import BackfillPostBody
-from airflow_client.client.models.bulk_dag_run_body import BulkDAGRunBody
-from airflow_client.client.models.bulk_dag_run_clear_body import BulkDAGRunClearBody
 from airflow_client.client.models.dag_patch_body import DAGPatchBody
 from airflow_client.client.models.dag_run_clear_body import DAGRunClearBody
 from airflow_client.client.models.reprocess_behavior import ReprocessBehavior
@@ -230,15 +228,6 @@ class AirflowClient:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear"
         answer = self._typed("POST", path, lambda: self._dag_run.clear_dag_run(
             dag_id, run_id, DAGRunClearBody(dry_run=False), _request_timeout=self.timeout), idempotent=True)
-        return _any_of("POST", path, answer.actual_instance)
-
-    def clear_dag_runs(self, dag_id: str, run_ids: list[str]) -> dict[str, Any]:
-        """Clear several runs of ``dag_id`` in one transaction (``dry_run=False``); the server's answer. Sent
-        again after no answer or a transient error (a database error rolls the whole clear back)."""
-        path = f"/api/v2/dags/{dag_id}/clearDagRuns"
-        body = BulkDAGRunClearBody(dry_run=False, dag_runs=[BulkDAGRunBody(dag_run_id=r) for r in run_ids])
-        answer = self._typed("POST", path, lambda: self._dag_run.clear_dag_runs(
-            dag_id, body, _request_timeout=self.timeout), idempotent=True)
         return _any_of("POST", path, answer.actual_instance)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ A throw-away Airflow home holds one small DAG: ``airflow dags test`` runs it onc
 instances, an XCom and an asset event exist), then the api-server starts and every call of the client is made
 against it: the token from ``POST /auth/token``, the DAG list, pausing, triggering, run and task-instance
 listings and counts, the XCom, a task's log, a backfill (paused, unpaused, listed), the asset events and the
-queued ones, the one private UI route still called raw, clearing runs — each answer deserialized by
+queued ones, the one private UI route still called raw, clearing a run — each answer deserialized by
 ``apache-airflow-client`` (the log read as JSON). No scheduler runs, so triggered, backfilled and cleared runs
 stay queued.
 """
@@ -100,13 +100,11 @@ def test_a_backfill_is_created_and_read_back(api: AirflowClient) -> None:
     assert api.backfills("no_such_dag") == []
 
 
-def test_clearing_runs_queues_them_again(api: AirflowClient) -> None:
+def test_clearing_a_run_queues_it_again(api: AirflowClient) -> None:
     """Last in the module: it sets the finished run back to queued (no scheduler runs it again)."""
     [done] = api.dag_runs(DAG_ID, state=["success"])
     rid = done["dag_run_id"]
     assert ":" in rid and "+" in rid  # the client quotes the run id in the path
-    answer = api.clear_dag_runs(DAG_ID, [rid])
-    assert [r["dag_run_id"] for r in answer["dag_runs"]] == [rid]
+    answer = api.clear_dag_run(DAG_ID, rid)
+    assert (answer["dag_run_id"], answer["state"]) == (rid, "queued")
     assert api.dag_run(DAG_ID, rid)["state"] == "queued"
-    again = api.clear_dag_run(DAG_ID, rid)
-    assert (again["dag_run_id"], again["state"]) == (rid, "queued")
