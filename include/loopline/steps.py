@@ -240,13 +240,22 @@ def build_features(project: Project, tables: Mapping[str, pd.DataFrame], day: dt
     With ``features.build`` the project's function makes the frame from the day's tables; without it the columns
     are taken as they are from the only source. Rows are sorted by the keys, so a day's content hash is stable.
     An empty day gives an empty frame. A declared column the data lacks is a :class:`ProjectDataError` naming
-    the project, the day and the column.
+    the project, the day and the column; so is any exception the project's ``features.build`` raises (chained,
+    naming the builder, the exception and the project file).
     """
     import pandas as pd
 
     where = f"project {project.project!r}, day {day}"
     if project.features.build:
-        frame = resolve(project, "features.build")(dict(tables), day)
+        build = resolve(project, "features.build")
+        try:
+            frame = build(dict(tables), day)
+        except ProjectDataError:
+            raise
+        except Exception as exc:
+            raise ProjectDataError(f"{where}: features.build {project.features.build} raised {type(exc).__name__}: "
+                                   f"{exc} (project file {project.path or project.project}); nothing was written "
+                                   f"for that day") from exc
         if not isinstance(frame, pd.DataFrame):
             raise ProjectDataError(f"{where}: features.build {project.features.build} returned "
                                    f"{type(frame).__name__}, not a DataFrame")

@@ -131,18 +131,16 @@ def unpause(client: AirflowClient, loop: Loop) -> None:
 
 def active_runs(client: AirflowClient, loop: Loop) -> int:
     """Running runs, and queued runs that will start (queued runs of a paused backfill will not)."""
-    def count(**params: Any) -> int:
-        return int(client.request("GET", "/api/v2/dags/~/dagRuns",
-                                  params={"dag_id_pattern": f"{loop.name}.", "limit": 1, **params})["total_entries"])
-
-    return count(state=["running"]) + count(state=["queued"], run_type=[t for t in RUN_TYPES if t != "backfill"])
+    scheduled = [t for t in RUN_TYPES if t != "backfill"]
+    return (client.count_dag_runs("~", dag_id_pattern=f"{loop.name}.", state=["running"])
+            + client.count_dag_runs("~", dag_id_pattern=f"{loop.name}.", state=["queued"], run_type=scheduled))
 
 
 def queued_asset_events(client: AirflowClient, loop: Loop) -> int:
     """Asset events the scheduler has not turned into a run yet (a run of that DAG will still start): queued
     events of the unpartitioned DAGs, and partitions of the partitioned ones still waiting for their run."""
-    queued = sum(int(client.request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["total_entries"])
-                 for dag_id in loop.model_dags)
+    queued = sum(client.count_queued_asset_events(dag_id) for dag_id in loop.model_dags)
+    # /ui/partitioned_dag_runs is a private UI route: apache-airflow-client 3.3.2 has no method for it.
     pending = client.request("GET", "/ui/partitioned_dag_runs", params={"has_created_dag_run_id": "false"})
     return queued + sum(1 for r in pending["partitioned_dag_runs"] if r.get("dag_id") in loop.model_dags)
 
@@ -221,8 +219,7 @@ def clear_skipped_scoring(client: AirflowClient, loop: Loop) -> dict[str, int]:
         dag_id = loop.model(model).dag("score")
         runs = sorted({ti["dag_run_id"] for ti in client.all_task_instances(dag_id, state=["skipped"])})
         if runs:  # one transaction for all of them; a clear that failed (database error) is sent again
-            client.request("POST", f"/api/v2/dags/{dag_id}/clearDagRuns",
-                           {"dry_run": False, "dag_runs": [{"dag_run_id": r} for r in runs]}, idempotent=True)
+            client.clear_dag_runs(dag_id, runs)
         cleared[dag_id] = len(runs)
     return cleared
 
@@ -307,7 +304,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
                                    max_active_runs=args.backfill_runs or 2 * args.parallelism)
         backfill_id = int(bf["id"])
         wait_for_days(client, loop, args.start, args.bootstrap_end)
-        client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
+        client.pause_backfill(backfill_id)
         settle(client, loop, settings=settings)
         _say(f"features through {args.bootstrap_end}: training each model's first champion (manual retrain)")
         states = bootstrap_champions(client, loop, args.bootstrap_end, (args.bootstrap_end - args.start).days + 1)
@@ -319,10 +316,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
         t = time.monotonic()
         for _, hi in months(args.bootstrap_end + dt.timedelta(days=1), args.end, args.chunk_days):
-            client.request("PUT", f"/api/v2/backfills/{backfill_id}/unpause")
+            client.unpause_backfill(backfill_id)
             wait_for_days(client, loop, args.start, hi)
             if hi < args.end:
-                client.request("PUT", f"/api/v2/backfills/{backfill_id}/pause")
+                client.pause_backfill(backfill_id)
             settle(client, loop, settings=settings)
             retrains = sum(len(client.dag_runs(loop.model(m).dag("retrain"))) for m in loop.models)
             _say(f"replayed through {hi}: {len(store.days(loop.features_dataset, loop.fsv))} feature days, "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,9 +205,7 @@ def test_clearing_one_days_features_run_rescores_and_rechecks_exactly_that_day(
     before_runs = {step: {r["dag_run_id"] for r in api.dag_runs(MODEL.dag(step))} for step in ("score", "drift")}
     before = _written_by(stack)
 
-    rid = urllib.parse.quote(features_run["dag_run_id"], safe="")
-    api.request("POST", f"/api/v2/dags/{LOOP.features_dag}/dagRuns/{rid}/clear", {"dry_run": False},
-                idempotent=True)
+    api.clear_dag_run(LOOP.features_dag, features_run["dag_run_id"])  # the client quotes the run id in the path
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not ({r["dag_run_id"] for r in api.dag_runs(MODEL.dag("drift"))}
                                                - before_runs["drift"]):

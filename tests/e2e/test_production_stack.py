@@ -344,7 +344,7 @@ def _features_through(prod: Prod, end: dt.date) -> None:
     the days still missing (none when the backfill tests ran)."""
     api = prod.api
     unpause(api, LOOP)
-    for bf in api.request("GET", "/api/v2/backfills", params={"dag_id": FEATURES})["backfills"]:
+    for bf in api.backfills(FEATURES):
         if not bf.get("completed_at"):
             api.wait_backfill(int(bf["id"]), timeout=900)
     have = set(prod.store.days(LOOP.features_dataset, LOOP.fsv))
@@ -427,8 +427,7 @@ def test_mlflow_outage_during_a_retrain_fails_clearly_and_keeps_the_champion(pro
         states = {t["task_id"]: t["state"] for t in api.task_instances(RETRAIN, rid)}
         assert states["train_challenger"] == "failed" and states["promote"] in {"upstream_failed", None}
         tis = {t["task_id"]: t for t in api.task_instances(RETRAIN, rid)}
-        log = api.request("GET", f"/api/v2/dags/{RETRAIN}/dagRuns/{rid}/taskInstances/train_challenger/"
-                                 f"logs/{tis['train_challenger']['try_number']}", params={"full_content": "true"})
+        log = api.task_log(RETRAIN, rid, "train_challenger", int(tis["train_challenger"]["try_number"]))
         text = json.dumps(log)
         assert "MLflow tracking server" in text and prod.stack.config.mlflow_url in text, text[-3000:]
         assert "champion is unchanged" in text

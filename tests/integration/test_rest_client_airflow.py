@@ -3,8 +3,10 @@
 A throw-away Airflow home holds one small DAG: ``airflow dags test`` runs it once (so a finished run, its task
 instances, an XCom and an asset event exist), then the api-server starts and every call of the client is made
 against it: the token from ``POST /auth/token``, the DAG list, pausing, triggering, run and task-instance
-listings, the XCom, a backfill, the asset events — each answer deserialized by ``apache-airflow-client``.
-No scheduler runs, so the triggered run and the backfill's runs stay queued.
+listings and counts, the XCom, a task's log, a backfill (paused, unpaused, listed), the asset events and the
+queued ones, the one private UI route still called raw, clearing runs — each answer deserialized by
+``apache-airflow-client`` (the log read as JSON). No scheduler runs, so triggered, backfilled and cleared runs
+stay queued.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ def test_dags_pause_and_the_finished_run(api: AirflowClient) -> None:
     assert [t["task_id"] for t in api.all_task_instances(DAG_ID, state="success")] == ["answer"]
     assert api.xcom(DAG_ID, done["dag_run_id"], "answer") == {"answer": 42, "day": "2024-01-01"}
 
+    assert api.count_dag_runs(DAG_ID, state=["success"]) == 1
+    assert api.count_dag_runs("~", dag_id_pattern="rest_probe", state=["success"]) == 1
+    assert api.count_dag_runs("~", dag_id_pattern="no_such_dag") == 0
+    assert api.count_queued_asset_events(DAG_ID) == 0
+    log = api.task_log(DAG_ID, done["dag_run_id"], "answer", 1)
+    assert isinstance(log["content"], list) and log["content"] and "continuation_token" in log
+    # The one private UI route the demo still calls raw (the client has no method for /ui/...).
+    assert api.request("GET", "/ui/partitioned_dag_runs",
+                       params={"has_created_dag_run_id": "false"})["partitioned_dag_runs"] == []
+
     [event] = api.asset_events(ASSET)
     assert event["source_run_id"] == done["dag_run_id"] and event["source_task_id"] == "answer"
     assert api.asset_events("no_such_asset") == []
@@ -82,5 +94,19 @@ def test_a_backfill_is_created_and_read_back(api: AirflowClient) -> None:
     assert api.backfill(int(bf["id"]))["from_date"].startswith("2024-01-03")
     runs = api.dag_runs(DAG_ID, run_type=["backfill"], logical_date_gte="2024-01-03T00:00:00Z")
     assert sorted(r["logical_date"][:10] for r in runs) == ["2024-01-03", "2024-01-04", "2024-01-05"]
-    # The raw call the demo uses to hold a backfill, through the same client.
-    assert api.request("PUT", f"/api/v2/backfills/{bf['id']}/pause")["is_paused"] is True
+    assert api.pause_backfill(int(bf["id"]))["is_paused"] is True
+    assert [(b["id"], b["is_paused"]) for b in api.backfills(DAG_ID)] == [(bf["id"], True)]
+    assert api.unpause_backfill(int(bf["id"]))["is_paused"] is False
+    assert api.backfills("no_such_dag") == []
+
+
+def test_clearing_runs_queues_them_again(api: AirflowClient) -> None:
+    """Last in the module: it sets the finished run back to queued (no scheduler runs it again)."""
+    [done] = api.dag_runs(DAG_ID, state=["success"])
+    rid = done["dag_run_id"]
+    assert ":" in rid and "+" in rid  # the client quotes the run id in the path
+    answer = api.clear_dag_runs(DAG_ID, [rid])
+    assert [r["dag_run_id"] for r in answer["dag_runs"]] == [rid]
+    assert api.dag_run(DAG_ID, rid)["state"] == "queued"
+    again = api.clear_dag_run(DAG_ID, rid)
+    assert (again["dag_run_id"], again["state"]) == (rid, "queued")

@@ -44,10 +44,14 @@ class FakeAPI:
             pending = [{"dag_id": "flights.disruption.drift", "partition_key": "2013-03-05"},
                        {"dag_id": "other.project.score", "partition_key": "2013-03-05"}]
             return {"partitioned_dag_runs": pending if self.clock.now < self.pending_until else pending[1:]}
-        if path.endswith("/assets/queuedEvents"):
-            return {"total_entries": int(self.clock.now < self.queued_until and ".score/" in path)}
-        assert path == "/api/v2/dags/~/dagRuns"
-        return {"total_entries": int(self.clock.now < self.running_until and params["state"] == ["running"])}
+        raise AssertionError(f"settle sent {method} {path} raw; only /ui/partitioned_dag_runs has no typed method")
+
+    def count_queued_asset_events(self, dag_id: str) -> int:
+        return int(self.clock.now < self.queued_until and dag_id.endswith(".score"))
+
+    def count_dag_runs(self, dag_id: str, **params: Any) -> int:
+        assert dag_id == "~" and params["dag_id_pattern"] == "flights."
+        return int(self.clock.now < self.running_until and params["state"] == ["running"])
 
     def asset_events(self, asset_name: str | None = None, **params: Any) -> list[dict[str, Any]]:
         assert asset_name == "loopline.flights.disruption.drift"

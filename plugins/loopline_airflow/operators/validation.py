@@ -13,17 +13,62 @@ from loopline_airflow.exceptions import LooplineConfigurationError, LooplineVali
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-_PARTITION_URI = re.compile(r"^(?P<root>.+)/(?P<dataset>[^/]+)/v=(?P<version>[^/]+)/ds=(?P<ds>\d{4}-\d{2}-\d{2})/?$")
+_PARTITION_URI = re.compile(r"^(?P<prefix>.+)/v=(?P<version>[^/]+)/ds=(?P<ds>\d{4}-\d{2}-\d{2})/?$")
+# The datasets Loopline writes (loopline.project.names): P/raw/<source>, P/M/predictions, P/M/drift, P/features.
+# Tried in this order, on the last folders of the URI before v=<version>.
+_NAME = r"[a-z][a-z0-9_]*"
+_SEGMENT = r"[a-z0-9][a-z0-9_.\-]*"
+_LOOPLINE_DATASETS = (
+    re.compile(rf"^(?P<root>.+)/(?P<dataset>{_NAME}/raw/{_SEGMENT})$"),
+    re.compile(rf"^(?P<root>.+)/(?P<dataset>{_NAME}/{_NAME}/(?:predictions|drift))$"),
+    re.compile(rf"^(?P<root>.+)/(?P<dataset>{_NAME}/features)$"),
+)
+_EXPECTED = "<root>/<dataset>/v=<version>/ds=YYYY-MM-DD"
 
 
-def parse_partition_uri(uri: str) -> tuple[str, str, str, str]:
-    """``<root>/<dataset>/v=<version>/ds=<YYYY-MM-DD>`` → (root, dataset, version, ds)."""
-    m = _PARTITION_URI.match(uri.strip())
+def _root_uri(root: str) -> str:
+    """A store root as the store writes it: no trailing slash, an absolute path as its ``file://`` URI."""
+    from pathlib import Path
+
+    root = root.strip()
+    if "://" not in root and root.startswith("/"):
+        return Path(root).as_uri()
+    return root.rstrip("/")
+
+
+def parse_partition_uri(uri: str, store_root: str | None = None) -> tuple[str, str, str, str]:
+    """``<root>/<dataset>/v=<version>/ds=<YYYY-MM-DD>`` → (root, dataset, version, ds).
+
+    A dataset name may hold slashes (``bikes/features``), so where the root ends is ambiguous in general. With
+    ``store_root`` the URI must lie under it and the rest (up to ``v=``) is the dataset, whatever its name.
+    Without it the dataset is read by Loopline's naming scheme (:mod:`loopline.project.names`):
+    ``P/raw/<source>``, ``P/M/predictions``, ``P/M/drift`` or ``P/features``; any other dataset needs
+    ``store_root``.
+    """
+    from loopline.store import check_dataset_name
+
+    text = uri.strip()
+    m = _PARTITION_URI.match(text)
     if not m:
-        raise LooplineConfigurationError(
-            f"dataset_uri {uri!r} is not a partition URI; expected <root>/<dataset>/v=<version>/ds=YYYY-MM-DD"
-        )
-    return m["root"], m["dataset"], m["version"], m["ds"]
+        raise LooplineConfigurationError(f"dataset_uri {uri!r} is not a partition URI; expected {_EXPECTED}")
+    prefix, version, ds = m["prefix"], m["version"], m["ds"]
+    if store_root:
+        root = _root_uri(store_root)
+        dataset = prefix[len(root) + 1:] if prefix.startswith(root + "/") else ""
+        try:
+            check_dataset_name(dataset)
+        except ValueError as exc:
+            raise LooplineConfigurationError(
+                f"dataset_uri {uri!r} does not lie under store_root {root!r} as {_EXPECTED}: {exc}") from exc
+        return root, dataset, version, ds
+    for pattern in _LOOPLINE_DATASETS:
+        found = pattern.match(prefix)
+        if found:
+            return found["root"], found["dataset"], version, ds
+    raise LooplineConfigurationError(
+        f"dataset_uri {uri!r}: cannot tell where the store root ends, as its dataset is not one Loopline names "
+        f"(P/features, P/raw/<source>, P/M/predictions, P/M/drift); pass store_root= (the store's root URI) "
+        f"with it, or dataset= + version= + ds=")
 
 
 class GXValidationOperator(BaseOperator):
@@ -47,11 +92,14 @@ class GXValidationOperator(BaseOperator):
     "observed"}], "rows", "suite", "suite_path", "data_name", "result_uri", "data_docs_uri"}``.
 
     :param suite: Path to a suite JSON file, or a suite mapping (``{"name", "expectations"}``).
-    :param dataset_uri: Partition URI, e.g. ``file:///data/store/features/v=1/ds=2013-03-01``.
+    :param dataset_uri: Partition URI, e.g. ``file:///data/store/bikes/features/v=2/ds=2013-03-01``. A dataset
+        name may hold slashes, so the root is where ``store_root`` says (given, else ``LOOPLINE_STORE_ROOT`` when
+        the URI lies under it); a URI outside both is split by Loopline's dataset names (``P/features``,
+        ``P/raw/<source>``, ``P/M/predictions``, ``P/M/drift``), and any other dataset needs ``store_root``.
     :param dataset: Dataset name (with ``version`` and ``ds``) instead of ``dataset_uri``.
     :param version: Feature-set (or raw) version of the partition.
     :param ds: Day of the partition, usually ``"{{ ds }}"``.
-    :param store_root: Store URI (default: ``LOOPLINE_STORE_ROOT``; ignored with ``dataset_uri``).
+    :param store_root: Store URI (default: ``LOOPLINE_STORE_ROOT``); with ``dataset_uri``, where its root ends.
     :param frame_callable: Returns the DataFrame to validate, called with ``op_kwargs``.
     :param op_kwargs: Keyword arguments of ``frame_callable`` (templated).
     :param on_failure: ``"fail"`` or ``"warn"``.
@@ -89,9 +137,15 @@ class GXValidationOperator(BaseOperator):
         self.delete_on_failure = delete_on_failure
 
     def _coordinates(self) -> tuple[str | None, str | None, str | None, str | None]:
-        if self.dataset_uri:
-            return parse_partition_uri(str(self.dataset_uri))
         root = self.store_root
+        if self.dataset_uri:
+            uri = str(self.dataset_uri).strip()
+            if not root:
+                from loopline.settings import Settings
+
+                default = Settings.from_env().store_root
+                root = default if uri.startswith(default.rstrip("/") + "/") else None
+            return parse_partition_uri(uri, root)
         if not root:
             from loopline.settings import Settings
 
