@@ -55,7 +55,8 @@ from pydantic import BaseModel
 TERMINAL_RUN_STATES = {"success", "failed"}
 PAGE = 100  # rows per page: the api-server's default maximum_page_limit
 # Query parameters the API takes as a list; a single value given as a string is sent as a list of one.
-_LIST_PARAMS = {"state", "run_type", "order_by", "dag_ids", "task_id", "pool", "queue", "executor"}
+# Query parameters the API takes as lists (``task_id`` is one string: get_task_instances takes a StrictStr).
+_LIST_PARAMS = {"state", "run_type", "order_by", "dag_ids", "pool", "queue", "executor"}
 T = TypeVar("T")
 
 
