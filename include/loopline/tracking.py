@@ -216,14 +216,11 @@ def log_training_run(
             serialization_format="skops",
             skops_trusted_types=_skops_trusted_types(result.model),
             registered_model_name=settings.model_name if register else None,
+            # The lineage and the validation metrics, on the logged model and on the registered version: MLflow
+            # creates the version with them (one write, not one round trip per tag).
+            tags={**tags, **{f"loopline.val_{key}": repr(metric) for key, metric in result.metrics.items()}},
         )
     registered_version = str(info.registered_model_version) if register else ""
-    if register:
-        c = client(settings)
-        for key, value in tags.items():
-            c.set_model_version_tag(settings.model_name, registered_version, key, value)
-        for key, metric in result.metrics.items():
-            c.set_model_version_tag(settings.model_name, registered_version, f"loopline.val_{key}", repr(metric))
     uri = f"models:/{settings.model_name}/{registered_version}" if register else info.model_uri
     return RegisteredModel(settings.model_name, registered_version, run.info.run_id, uri, dict(result.metrics))
 
