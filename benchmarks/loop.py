@@ -1,4 +1,4 @@
-"""Loop benchmark: the full-2013 replay through Airflow, split by DAG, with per-task overhead and parse times.
+"""Loop benchmark: the full-2013 replay through Airflow beside ``loopline run`` of the same days.
 
 Runs ``loopline_dev.demo`` (the same replay ``make demo`` runs on the flights project's generated DAGs: embedded
 stack, one backfill of ``flights.features`` paced month by month, scoring, drift and drift-triggered retraining
@@ -6,9 +6,15 @@ of both models) and prints, in one table, the wall time beside the target
 (≤ 15 minutes on this 2-core machine, stretch 10), then per DAG: runs, task instances, summed task time, mean
 task time and the mean wait from queued to start, and the DAG file's parse time in a fresh interpreter.
 
-    .venv/bin/python benchmarks/loop.py                 # full year (≈ 15–25 min here)
+Then it runs ``loopline run flights`` over the same days in a fresh ``LOOPLINE_HOME`` (the same step functions
+in one process, no Airflow) and prints its wall and CPU time beside the target (≤ 3 minutes for the year), its
+split by step, and the replay's wall time over the runner's beside the target (≥ 4×).
+
+    .venv/bin/python benchmarks/loop.py                 # full year, both (≈ 25–35 min here)
     .venv/bin/python benchmarks/loop.py --end 2013-04-30
-    .venv/bin/python benchmarks/loop.py --summary .loopline/demo-summary.json   # report a finished run
+    .venv/bin/python benchmarks/loop.py --runner-only   # only `loopline run` (a few minutes)
+    .venv/bin/python benchmarks/loop.py --summary .loopline/demo-summary.json   # a finished replay, + the runner
+    .venv/bin/python benchmarks/loop.py --summary .loopline/demo-summary.json --no-runner   # the replay only
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S, STRETCH_S = 15 * 60, 10 * 60
+RUNNER_TARGET_S, RATIO_TARGET = 3 * 60, 4.0
+START = "2013-01-01"
 
 PARSE = r"""
 import importlib.util, sys, time
@@ -49,11 +59,64 @@ def parse_times() -> dict[str, float]:
     return out
 
 
+def run_runner(start: str, end: str) -> dict[str, object]:
+    """``loopline run flights`` over start..end in a fresh LOOPLINE_HOME; its summary with wall and CPU time."""
+    home = REPO / ".loopline/bench/runner"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    out, log = home / "run-summary.json", home / "run.log"
+    env = {**os.environ, "LOOPLINE_HOME": str(home)}
+    for name in ("LOOPLINE_STORE_ROOT", "LOOPLINE_MLFLOW_TRACKING_URI"):  # everything under the fresh home
+        env.pop(name, None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.monotonic()
+    with log.open("w") as fh:
+        subprocess.run([sys.executable, "-m", "loopline.cli", "run", "flights", "--start", start, "--end", end,
+                        "--summary", str(out)], check=True, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    wall = time.monotonic() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary: dict[str, object] = json.loads(out.read_text())
+    summary["wall_s"] = wall
+    summary["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    summary["log"] = str(log)
+    return summary
+
+
+def print_runner(run: dict[str, object], replay: float | None) -> None:
+    wall, cpu = float(run["wall_s"]), float(run["cpu_s"])  # type: ignore[arg-type]
+    seconds: dict[str, float] = run["seconds"]  # type: ignore[assignment]
+    models: dict[str, dict[str, list[object]]] = run["models"]  # type: ignore[assignment]
+    full_year = run["start"] == START and run["end"] == "2013-12-31"
+    print()
+    print(f"loopline run flights {run['start']}..{run['end']}: days featured {run['days_featured']}, failed "
+          f"{len(run['days_failed'])}  (log: {run['log']})")  # type: ignore[arg-type]
+    for model, m in models.items():
+        print(f"  {model}: scored {m['days_scored']}, retrains {len(m['retrains'])}, promotions "
+              f"{len(m['promotions'])}, rejections {len(m['rejections'])}, drift alerts {len(m['drift_alerts'])}")
+    print(f"{'measure':<46}{'measured':>12}{'target':>12}  result")
+    verdict = ("PASS" if wall <= RUNNER_TARGET_S else "FAIL") if full_year else "partial range"
+    print(f"{'loopline run wall time, s':<46}{wall:>12.0f}{RUNNER_TARGET_S:>12}  {verdict}")
+    print(f"{'loopline run CPU time (user + sys), s':<46}{cpu:>12.0f}")
+    for step, secs in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        print(f"{'  step ' + step + ', s':<46}{secs:>12.1f}")
+    print(f"{'  outside the steps (start-up, imports), s':<46}{wall - sum(seconds.values()):>12.1f}")
+    if replay is not None:
+        ratio = replay / wall if wall else float("inf")
+        verdict = ("PASS" if ratio >= RATIO_TARGET else "FAIL") if full_year else "partial range"
+        print(f"{'replay wall / loopline run wall':<46}{ratio:>11.1f}×{RATIO_TARGET:>11.0f}×  {verdict}")
+    print(f"machine load now (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summary", help="report this finished demo summary instead of running the replay")
     p.add_argument("--end", default="2013-12-31")
+    p.add_argument("--runner-only", action="store_true", help="run only `loopline run flights` (no replay)")
+    p.add_argument("--no-runner", action="store_true", help="report only the replay (no `loopline run`)")
     args = p.parse_args()
+    if args.runner_only:
+        print_runner(run_runner(START, args.end), None)
+        return 0
     if args.summary:
         summary = json.loads(Path(args.summary).read_text())
     else:
@@ -86,6 +149,10 @@ def main() -> int:
     print(f"{'DAG file parse time (fresh interpreter, after airflow.sdk), s':<64}")
     for name, secs in parse_times().items():
         print(f"  {name:<40}{secs:>8.3f}")
+    if not args.no_runner:
+        # The same days the replay covered (a finished summary says which), so the ratio compares like with like.
+        start, end = summary.get("range", [START, args.end])
+        print_runner(run_runner(start, end), replay)
     return 0
 
 

@@ -14,6 +14,8 @@ import datetime as dt
 import functools
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,27 +83,73 @@ def window_days(settings: Settings | int, day: dt.date) -> list[dt.date]:
     return [day - dt.timedelta(days=i) for i in range(n - 1, -1, -1)]
 
 
+# A day's frames as the drift check uses them, by the commits they were read from: each daily check reads the
+# trailing window (14 days by default), so without this a day is read and joined again by the next 13 checks.
+# The key holds the day's manifests in full (content hash, files, written_at): a re-written day is a new commit
+# and is read again; a day is never served from here once its partition changed.
+_DAY_CACHE_SIZE = 64
+_day_cache: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
+_day_cache_lock = threading.Lock()
+
+
+def clear_window_cache() -> None:
+    """Forget the window days :func:`_window` kept in this process."""
+    with _day_cache_lock:
+        _day_cache.clear()
+
+
+def _day_frames(store: PartitionStore, m: Monitored, d: dt.date, model_version: str) -> tuple[Any, Any] | None:
+    """The day's features and its scores by ``model_version`` joined with their labels (None: not scored by
+    it); None for a day without features."""
+    import pandas as pd
+
+    from loopline.store import PartitionNotFoundError
+    from loopline.tasktypes import task_type
+
+    try:
+        fman = store.manifest(m.features_dataset, m.version, d)
+    except PartitionNotFoundError:
+        return None
+    try:
+        pman: str | None = store.manifest(m.predictions_dataset, m.version, d).to_json()
+    except PartitionNotFoundError:
+        pman = None
+    key = (store.root, m, d, model_version, fman.to_json(), pman)
+    with _day_cache_lock:
+        hit = _day_cache.get(key)
+        if hit is not None:
+            _day_cache.move_to_end(key)
+            return hit
+    keys = list(m.keys)
+    f = store.read(m.features_dataset, m.version, d, columns=[*keys, m.label, *m.columns])
+    scored = None
+    if pman is not None:
+        p = store.read(m.predictions_dataset, m.version, d, columns=[*keys, "score", "model_version"])
+        p = p[p["model_version"].astype(str) == model_version]
+        if len(p):
+            labels = pd.DataFrame({k: f[k] for k in keys})
+            labels["label"] = task_type(m.task).labels(f[m.label], m.positive)
+            scored = p.merge(labels, on=keys).assign(ds=d)
+    with _day_cache_lock:
+        _day_cache[key] = (f, scored)
+        while len(_day_cache) > _DAY_CACHE_SIZE:
+            _day_cache.popitem(last=False)
+    return f, scored
+
+
 def _window(store: PartitionStore, m: Monitored, days: list[dt.date], model_version: str) -> tuple[Any, Any, list[str]]:
     """Features of the window's days, and the scores (with labels) of the days this model version scored."""
     import pandas as pd
 
-    from loopline.tasktypes import task_type
-
-    keys = list(m.keys)
     feats, scored, used = [], [], []
     for d in days:
-        if not store.exists(m.features_dataset, m.version, d):
+        frames = _day_frames(store, m, d, model_version)
+        if frames is None:
             continue
-        f = store.read(m.features_dataset, m.version, d, columns=[*keys, m.label, *m.columns])
-        feats.append(f)
+        feats.append(frames[0])
         used.append(d.isoformat())
-        if store.exists(m.predictions_dataset, m.version, d):
-            p = store.read(m.predictions_dataset, m.version, d, columns=[*keys, "score", "model_version"])
-            p = p[p["model_version"].astype(str) == model_version]
-            if len(p):
-                labels = pd.DataFrame({k: f[k] for k in keys})
-                labels["label"] = task_type(m.task).labels(f[m.label], m.positive)
-                scored.append(p.merge(labels, on=keys).assign(ds=d))
+        if frames[1] is not None:
+            scored.append(frames[1])
     features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
     scores = pd.concat(scored, ignore_index=True) if scored else pd.DataFrame()
     return features, scores, used

@@ -7,9 +7,11 @@ promotion and monitoring ask the task type and never branch on the task themselv
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,28 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "min_samples_leaf": 40,
     "l2_regularization": 1.0,
 }
+
+
+# OpenMP threads a model's fit and predict calls may use. One, because HistGradientBoosting opens an OpenMP
+# fork/join barrier per tree (and per split), and on a 2-core machine shared with other tasks those barriers
+# spin: one fit of the flights window (54k rows, 250 trees) took 4 s of CPU on one thread and 15-50 s with two
+# under load (measured with a one-off fit of that window; the models came out bit-identical). Loopline runs several
+# tasks at once (DAG tasks, both models of a project), so it parallelises across tasks, not inside one.
+MODEL_OPENMP_THREADS = 1
+
+
+@functools.cache
+def _controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # finds the loaded OpenMP runtimes once per process
+
+
+@contextlib.contextmanager
+def model_threads() -> Iterator[None]:
+    """Limit the calling thread's OpenMP runtimes to :data:`MODEL_OPENMP_THREADS` around a fit or predict."""
+    with _controller().limit(limits=MODEL_OPENMP_THREADS, user_api="openmp"):
+        yield
 
 
 class LabelError(ValueError):
@@ -96,9 +120,10 @@ class TaskType:
 
         if not len(x):
             return np.empty(0, dtype="float64")
-        if self.name == "binary_classification":
-            return np.asarray(model.predict_proba(x)[:, 1], dtype="float64")
-        return np.asarray(model.predict(x), dtype="float64")
+        with model_threads():
+            if self.name == "binary_classification":
+                return np.asarray(model.predict_proba(x)[:, 1], dtype="float64")
+            return np.asarray(model.predict(x), dtype="float64")
 
     def evaluate(self, y: np.ndarray, pred: np.ndarray, metrics: list[str] | None = None) -> dict[str, float]:
         """Metrics of predictions against labels (rows without a label are left out)."""

@@ -136,7 +136,7 @@ def fit_window(frame: pd.DataFrame, window: TrainingWindow, inputs: ModelInputs,
     import numpy as np
     import pandas as pd
 
-    from loopline.tasktypes import LabelError, build_estimator, task_type
+    from loopline.tasktypes import LabelError, build_estimator, model_threads, task_type
 
     task = task_type(inputs.task)
     where = inputs.where
@@ -166,7 +166,8 @@ def fit_window(frame: pd.DataFrame, window: TrainingWindow, inputs: ModelInputs,
         raise TrainingDataError(str(exc)) from exc
     model = build_estimator(task, inputs.factory, inputs.params, categorical=inputs.categorical,
                             numeric=inputs.numeric, seed=inputs.seed)
-    model.fit(model_frame(fit_df, inputs.columns, inputs.categorical), y_all[fit_mask])
+    with model_threads():
+        model.fit(model_frame(fit_df, inputs.columns, inputs.categorical), y_all[fit_mask])
     x_val = model_frame(val_df, inputs.columns, inputs.categorical)
     scores = task.predict(model, x_val)
     try:

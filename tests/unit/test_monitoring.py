@@ -148,3 +148,46 @@ def test_every_binary_gate_metric_gets_a_concept_drift_verdict(bikes: Project, m
     verdict = monitoring.performance_for(scores, DAY, profile, config)
     assert verdict is not None and verdict.metric == metric
     assert verdict.reference == good and verdict.decayed is True
+
+
+def test_the_window_reads_a_day_again_once_it_is_re_written(tmp_path: Path, bikes: Project) -> None:
+    """The window keeps each day's frames by the commits they were read from: the next check of an unchanged
+    window reads nothing new and gets the same frames; a re-written day (new features, new scores) is read again."""
+    m = steps.monitored_spec(bikes, "duration")
+    categorical = {c for c in m.columns if bikes.features.column(c).kind == "categorical"}
+    store = PartitionStore((tmp_path / "root").as_uri())
+    rng = np.random.default_rng(1)
+    days = monitoring.window_days(3, DAY)
+    monitoring.clear_window_cache()
+    for d in days:
+        store.write(m.features_dataset, m.version, d, _features(rng, 50, m, categorical))
+        store.write(m.predictions_dataset, m.version, d,
+                    pd.DataFrame({"rental_ref": [f"R{i}" for i in range(50)], "score": rng.random(50),
+                                  "model_version": "1"}))
+    first, first_scores, used = monitoring._window(store, m, days, "1")
+    assert used == [d.isoformat() for d in days] and len(first) == 150 and len(first_scores) == 150
+
+    reads: list[tuple[str, dt.date]] = []
+    real_read = store.read
+    store.read = lambda dataset, version, ds, **kw: reads.append((dataset, ds)) or real_read(  # type: ignore[method-assign]
+        dataset, version, ds, **kw)
+    again, again_scores, _ = monitoring._window(store, m, days, "1")
+    assert reads == []
+    pd.testing.assert_frame_equal(again, first)
+    pd.testing.assert_frame_equal(again_scores, first_scores)
+
+    rewritten = _features(rng, 80, m, categorical)
+    store.write(m.features_dataset, m.version, days[1], rewritten)
+    store.write(m.predictions_dataset, m.version, days[2],
+                pd.DataFrame({"rental_ref": [f"R{i}" for i in range(50)], "score": np.full(50, 0.5),
+                              "model_version": "1"}))
+    after, after_scores, _ = monitoring._window(store, m, days, "1")
+    assert sorted(set(reads)) == sorted({(m.features_dataset, days[1]), (m.features_dataset, days[2]),
+                                         (m.predictions_dataset, days[1]), (m.predictions_dataset, days[2])})
+    assert len(after) == 50 + 80 + 50
+    pd.testing.assert_series_equal(after["minutes"].iloc[50:130].reset_index(drop=True), rewritten["minutes"],
+                                   check_names=False)
+    assert (after_scores.loc[after_scores["ds"] == days[2], "score"] == 0.5).all()
+    # a day scored by another version is not this version's
+    _, other_scores, _ = monitoring._window(store, m, days, "2")
+    assert other_scores.empty

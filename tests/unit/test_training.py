@@ -95,3 +95,35 @@ def test_bad_windows_are_explained(bikes: Project, window_frame: pd.DataFrame, b
         fit(bikes, one_class, "late_return")
     with pytest.raises(TrainingDataError, match="no feature partitions"):
         load_window_of(bikes_store, "bikes/features", "2", TrainingWindow.ending("2024-06-30", 10, 2))
+
+
+def test_models_fit_and_predict_on_one_openmp_thread(bikes: Project, window_frame: pd.DataFrame,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """HistGradientBoosting's fit and predict run on MODEL_OPENMP_THREADS OpenMP threads, whatever the process
+    allows; the process's own limit is back afterwards."""
+    from loopline import tasktypes
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def openmp_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"}
+
+    seen: dict[str, set[int]] = {}
+    real_fit, real_predict = HistGradientBoostingRegressor.fit, HistGradientBoostingRegressor.predict
+
+    def fit_spy(self: object, *args: object, **kwargs: object) -> object:
+        seen["fit"] = openmp_threads()
+        return real_fit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def predict_spy(self: object, *args: object, **kwargs: object) -> object:
+        seen["predict"] = openmp_threads()
+        return real_predict(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HistGradientBoostingRegressor, "fit", fit_spy)
+    monkeypatch.setattr(HistGradientBoostingRegressor, "predict", predict_spy)
+    assert bikes.models["duration"].estimator.factory is None  # the task's default: HistGradientBoosting
+    with threadpool_limits(2, user_api="openmp"):
+        fit(bikes, window_frame, "duration")
+        assert openmp_threads() == {2}
+    assert openmp_threads(), "no OpenMP runtime loaded: nothing measured"
+    assert seen == {"fit": {tasktypes.MODEL_OPENMP_THREADS}, "predict": {tasktypes.MODEL_OPENMP_THREADS}}
