@@ -18,7 +18,7 @@ _PARTITION_URI = re.compile(r"^(?P<prefix>.+)/v=(?P<version>[^/]+)/ds=(?P<ds>\d{
 # Tried in this order, on the last folders of the URI before v=<version>.
 _NAME = r"[a-z][a-z0-9_]*"
 _SEGMENT = r"[a-z0-9][a-z0-9_.\-]*"
-_LOOPLINE_DATASETS = (
+_OWN_DATASET_PATTERNS = (
     re.compile(rf"^(?P<root>.+)/(?P<dataset>{_NAME}/raw/{_SEGMENT})$"),
     re.compile(rf"^(?P<root>.+)/(?P<dataset>{_NAME}/{_NAME}/(?:predictions|drift))$"),
     re.compile(rf"^(?P<root>.+)/(?P<dataset>{_NAME}/features)$"),
@@ -61,7 +61,7 @@ def parse_partition_uri(uri: str, store_root: str | None = None) -> tuple[str, s
             raise LooplineConfigurationError(
                 f"dataset_uri {uri!r} does not lie under store_root {root!r} as {_EXPECTED}: {exc}") from exc
         return root, dataset, version, ds
-    for pattern in _LOOPLINE_DATASETS:
+    for pattern in _OWN_DATASET_PATTERNS:
         found = pattern.match(prefix)
         if found:
             return found["root"], found["dataset"], version, ds
