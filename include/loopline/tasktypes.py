@@ -32,7 +32,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 # OpenMP threads a model's fit and predict calls may use. One, because HistGradientBoosting opens an OpenMP
 # fork/join barrier per tree (and per split), and on a 2-core machine shared with other tasks those barriers
-# spin: one fit of the flights window (54k rows, 250 trees) took 4 s of CPU on one thread and 15-50 s with two
+# spin: one fit of a 60-day training window (54k rows, 250 trees) took 4 s of CPU on one thread and 15-50 s with two
 # under load (measured with a one-off fit of that window; the models came out bit-identical). Loopline runs several
 # tasks at once (DAG tasks, both models of a project), so it parallelises across tasks, not inside one.
 MODEL_OPENMP_THREADS = 1
