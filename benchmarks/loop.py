@@ -97,9 +97,14 @@ def print_runner(run: dict[str, object], replay: float | None) -> None:
     verdict = ("PASS" if wall <= RUNNER_TARGET_S else "FAIL") if full_year else "partial range"
     print(f"{'loopline run wall time, s':<46}{wall:>12.0f}{RUNNER_TARGET_S:>12}  {verdict}")
     print(f"{'loopline run CPU time (user + sys), s':<46}{cpu:>12.0f}")
+    lanes = int(run.get("lanes", 1))  # type: ignore[call-overload]
+    inside = float(run.get("wall_seconds", wall))  # type: ignore[arg-type]
+    print(f"{'  processes (the features loop + model lanes)':<46}{1 + (lanes if lanes > 1 else 0):>12}")
+    summed = f" (summed over {lanes} model lanes and the features loop)" if lanes > 1 else ""
+    print(f"step time{summed}:")
     for step, secs in sorted(seconds.items(), key=lambda kv: -kv[1]):
         print(f"{'  step ' + step + ', s':<46}{secs:>12.1f}")
-    print(f"{'  outside the steps (start-up, imports), s':<46}{wall - sum(seconds.values()):>12.1f}")
+    print(f"{'  outside the loop (imports, start-up, exit), s':<46}{wall - inside:>12.1f}")
     if replay is not None:
         ratio = replay / wall if wall else float("inf")
         verdict = ("PASS" if ratio >= RATIO_TARGET else "FAIL") if full_year else "partial range"

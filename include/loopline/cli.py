@@ -268,6 +268,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--start", required=True, metavar="YYYY-MM-DD")
     p.add_argument("--end", required=True, metavar="YYYY-MM-DD")
     p.add_argument("--summary", type=Path, metavar="FILE", help="also write the summary as JSON")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for the models, each taking the days in order (default: one per model, at most "
+                        "one per core; 1 runs everything in this process)")
     p.set_defaults(handler=_run_run)
 
 
@@ -290,7 +293,10 @@ def _run_run(args: argparse.Namespace) -> int:
     if end < start:
         print(f"loopline run: --end {end} is before --start {start}", file=sys.stderr)
         return EXIT_INPUT
-    summary = run_project(project, start, end, settings=settings)
+    if args.workers is not None and args.workers < 1:
+        print(f"loopline run: --workers {args.workers}: write 1 or more", file=sys.stderr)
+        return EXIT_INPUT
+    summary = run_project(project, start, end, settings=settings, workers=args.workers)
     print(summary.to_table())
     if summary.days_empty and not summary.days_featured and not summary.days_failed:
         # A wrong `uri` reads as "no data that day", so say it once rather than leave 0 days looking like success.

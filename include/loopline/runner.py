@@ -7,6 +7,12 @@ promotion gate as the generated DAGs. It is how a user tries a new project in mi
 
 A day whose data fails (a missing column, a failed suite) is recorded with its reason and the run goes on;
 nothing is written for that day.
+
+Each model runs in its own lane: with ``workers`` > 1 (the default on a machine with more than one core), a
+process per model takes the days in order from the features loop, so the two models of a project fit, score
+and check drift on two cores at once while the next days' features are built. A model's days only read the
+features partitions (already committed when the day is handed over) and its own registry entries, so the
+lanes make the same decisions in the same order as one process does (``workers=1``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import multiprocessing
+import os
+import queue
 import time
+import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +59,8 @@ class RunSummary:
     days_failed: list[dict[str, str]] = field(default_factory=list)
     models: dict[str, ModelLog] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    wall_seconds: float = 0.0
+    lanes: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +71,7 @@ class RunSummary:
                               "champion": m.champion}
                        for name, m in self.models.items()},
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "wall_seconds": round(self.wall_seconds, 3), "lanes": self.lanes,
         }
 
     def to_table(self) -> str:
@@ -78,7 +91,8 @@ class RunSummary:
                              f"{r.get('action', 'failed'):<8} {shown}")
         total = sum(self.seconds.values())
         split = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1]))
-        lines.append(f"  time {total:.1f} s: {split}")
+        where = f" (summed over {self.lanes} processes)" if self.lanes > 1 else ""
+        lines.append(f"  wall time {self.wall_seconds:.1f} s; step time {total:.1f} s{where}: {split}")
         return "\n".join(lines)
 
 
@@ -93,15 +107,24 @@ def _cron_fires_on(cron: str | None, day: dt.date) -> bool:
     return bool(nxt < start + dt.timedelta(days=1))
 
 
+def default_workers(project: Project) -> int:
+    """One process per model, at most one per core (1: everything in the calling process)."""
+    return max(1, min(len(project.models), os.cpu_count() or 1))
+
+
 def run_project(project: Project, start: dt.date, end: dt.date, *, settings: Settings | None = None,
-                store: PartitionStore | None = None) -> RunSummary:
-    """Run the loop of ``project`` over ``start..end``; returns the summary (also the ``--summary`` JSON)."""
+                store: PartitionStore | None = None, workers: int | None = None) -> RunSummary:
+    """Run the loop of ``project`` over ``start..end``; returns the summary (also the ``--summary`` JSON).
+
+    ``workers``: processes for the models' lanes (default :func:`default_workers`); 1, or a ``store`` of the
+    caller's (which a lane process cannot share), runs every model in the calling process.
+    """
     from loopline import steps
-    from loopline.project import project_names
     from loopline.retraining import latest_window_end
     from loopline.steps import store_for
     from loopline.tracking import CHAMPION, resolve_alias
 
+    began = time.perf_counter()
     cfg = settings or Settings.from_env()
     st = store or store_for(cfg)
     summary = RunSummary(project.project, start.isoformat(), end.isoformat())
@@ -110,6 +133,25 @@ def run_project(project: Project, start: dt.date, end: dt.date, *, settings: Set
         # A run that continues an earlier one keeps its champion and its cooldown (the registry remembers both).
         summary.models[name] = ModelLog(champion=resolve_alias(model_cfg, CHAMPION),
                                         last_window_end=latest_window_end(model_cfg))
+    lanes = min(len(project.models), default_workers(project) if workers is None else max(1, workers))
+    summary.lanes = 1 if store is not None else lanes
+    pool = _Lanes(project, cfg, summary) if summary.lanes > 1 else None
+    try:
+        _days(project, st, cfg, start, end, summary, pool)
+        if pool is not None:
+            pool.finish(summary)
+    finally:
+        if pool is not None:
+            pool.close()
+    summary.wall_seconds = time.perf_counter() - began
+    return summary
+
+
+def _days(project: Project, st: PartitionStore, cfg: Settings, start: dt.date, end: dt.date, summary: RunSummary,
+          pool: _Lanes | None) -> None:
+    from loopline import steps
+    from loopline.project import project_names
+
     # The first training window counts from the first day already in the store, not from this run's start.
     built = [d for d in st.days(project_names(project).features_dataset, project.features.version) if d < start]
     first_day: dt.date | None = built[0] if built else None
@@ -131,10 +173,101 @@ def run_project(project: Project, start: dt.date, end: dt.date, *, settings: Set
             continue
         summary.days_featured += 1
         first_day = first_day or day
-        for name in project.models:
-            _model_day(project, name, st, cfg, day, first_day, summary)
+        if pool is not None:
+            pool.hand(day, first_day)  # the day's partition is committed: the lanes may read it
+        else:
+            for name in project.models:
+                _model_day(project, name, st, cfg, day, first_day, summary)
         day += dt.timedelta(days=1)
-    return summary
+
+
+class LaneError(RuntimeError):
+    """A model's lane process failed; the message holds its traceback."""
+
+
+class _Lanes:
+    """Processes that run the models' days (:func:`_model_day`) in the order the features loop hands them over.
+
+    Models are dealt round-robin to ``summary.lanes`` processes (``spawn``: a fresh interpreter, not a fork of
+    one holding MLflow's threads). Each lane starts from the model logs of ``summary`` and sends them back,
+    with its step seconds, when the days end; a lane that fails sends its traceback, which ends the run.
+    """
+
+    def __init__(self, project: Project, cfg: Settings, summary: RunSummary) -> None:
+        from loopline import tracking
+
+        tracking.configure(cfg)  # the experiment exists before two processes could both create it
+        ctx = multiprocessing.get_context("spawn")
+        names = list(project.models)
+        self.groups = [names[i::summary.lanes] for i in range(summary.lanes)]
+        self.results: Any = ctx.Queue()
+        self.inboxes: list[Any] = []
+        self.procs: list[Any] = []
+        self.done: set[int] = set()
+        for index, group in enumerate(self.groups):
+            inbox = ctx.Queue()
+            logs = {name: summary.models[name] for name in group}
+            proc = ctx.Process(target=_lane, args=(index, project, cfg, logs, inbox, self.results), daemon=True,
+                               name=f"loopline-{project.project}-{'+'.join(group)}")
+            proc.start()
+            self.inboxes.append(inbox)
+            self.procs.append(proc)
+
+    def hand(self, day: dt.date, first_day: dt.date) -> None:
+        self._receive(block=False)  # a lane that already failed ends the run now, not after the last day
+        for inbox in self.inboxes:
+            inbox.put((day, first_day))
+
+    def finish(self, summary: RunSummary) -> None:
+        for inbox in self.inboxes:
+            inbox.put(None)
+        while len(self.done) < len(self.procs):
+            for _index, models, seconds in self._receive(block=True):
+                summary.models.update(models)
+                for step, value in seconds.items():
+                    summary.seconds[step] += value
+
+    def _receive(self, *, block: bool) -> list[tuple[int, dict[str, ModelLog], dict[str, float]]]:
+        got: list[tuple[int, dict[str, ModelLog], dict[str, float]]] = []
+        while True:
+            try:
+                message = self.results.get(timeout=5) if block and not got else self.results.get_nowait()
+            except queue.Empty:
+                dead = [i for i, p in enumerate(self.procs) if i not in self.done and not p.is_alive()]
+                if dead and self.results.empty():
+                    raise LaneError(f"the lane of model(s) {', '.join(self.groups[dead[0]])} ended without a "
+                                    f"result (exit code {self.procs[dead[0]].exitcode})") from None
+                if block and not got:
+                    continue
+                return got
+            index, status, payload, seconds = message
+            if status == "error":
+                raise LaneError(f"the lane of model(s) {', '.join(self.groups[index])} failed:\n{payload}")
+            self.done.add(index)
+            got.append((index, payload, seconds))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=10)
+
+
+def _lane(index: int, project: Project, cfg: Settings, logs: dict[str, ModelLog], inbox: Any, results: Any) -> None:
+    """The body of a lane process: :func:`_model_day` for its models on each day handed over, until ``None``."""
+    try:
+        from loopline.steps import store_for
+
+        store = store_for(cfg)
+        summary = RunSummary(project.project, "", "")
+        summary.models.update(logs)
+        while (message := inbox.get()) is not None:
+            day, first_day = message
+            for name in logs:
+                _model_day(project, name, store, cfg, day, first_day, summary)
+        results.put((index, "ok", summary.models, dict(summary.seconds)))
+    except BaseException:  # whatever it was, the run must end with it, not wait for this lane
+        results.put((index, "error", traceback.format_exc(), {}))
 
 
 def _model_day(project: Project, name: str, store: PartitionStore, cfg: Settings, day: dt.date,

@@ -148,3 +148,46 @@ def test_a_later_run_continues_the_loop(bikes_run: tuple[dict, Path, str]) -> No
         assert model["days_scored"] == len(later), (name, model)
         assert all(r["trigger"] != "manual" for r in model["retrains"]), (name, model)
         assert int(model["champion"]) >= int(first["models"][name]["champion"])
+
+
+def _decisions(summary: dict) -> dict:
+    """What a run decided, per model: every retrain (trigger, day, outcome, metric value), scoring and drift."""
+    return {name: {"retrains": [(r["trigger"], r["as_of"], r.get("action"), r.get("candidate")) for r in m["retrains"]],
+                   "days_scored": m["days_scored"], "drift_alerts": m["drift_alerts"], "skipped": m["skipped"],
+                   "champion": m["champion"]}
+            for name, m in summary["models"].items()}
+
+
+def test_model_lanes_decide_exactly_what_one_process_decides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_project(tmp_path / "projects", days=DAYS, rows=220)
+    monkeypatch.setenv("LOOPLINE_PROJECTS_PATH", str(tmp_path / "projects"))
+    for var in ("LOOPLINE_STORE_ROOT", "LOOPLINE_MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    end = START + dt.timedelta(days=DAYS - 1)
+    runs = {}
+    for workers in (1, 2):
+        monkeypatch.setenv("LOOPLINE_HOME", str(tmp_path / f"home-{workers}"))
+        out = tmp_path / f"summary-{workers}.json"
+        assert main(["run", "bikes", "--start", START.isoformat(), "--end", end.isoformat(), "--workers",
+                     str(workers), "--summary", str(out)]) == 0
+        runs[workers] = json.loads(out.read_text())
+    assert (runs[1]["lanes"], runs[2]["lanes"]) == (1, 2)
+    one, lanes = _decisions(runs[1]), _decisions(runs[2])
+    assert all(m["retrains"] and m["days_scored"] for m in one.values()), one  # the run decided something
+    assert lanes == one
+    assert runs[2]["seconds"]["train"] > 0 and runs[2]["seconds"]["score"] > 0  # the lanes' step times came back
+
+
+def test_a_failing_model_lane_ends_the_run_naming_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline.project import load_project
+    from loopline.runner import LaneError, run_project
+    from loopline.settings import Settings
+
+    folder = write_project(tmp_path / "projects", days=24, rows=220)
+    (folder / "models.py").write_text("def logistic(**kwargs):\n    raise RuntimeError('the factory broke')\n")
+    monkeypatch.setenv("LOOPLINE_PROJECTS_PATH", str(tmp_path / "projects"))
+    for var in ("LOOPLINE_STORE_ROOT", "LOOPLINE_MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    settings = Settings.from_env({"LOOPLINE_HOME": str(tmp_path / "home")})
+    with pytest.raises(LaneError, match=r"(?s)late_return.*the factory broke"):
+        run_project(load_project("bikes"), START, START + dt.timedelta(days=23), settings=settings, workers=2)
