@@ -7,7 +7,7 @@ shown on GitHub) mark what this test does with the fenced block that follows eac
   repository's root (so ``cd`` and ``export`` carry over), with ``HOME`` a temporary folder;
 - ``<!-- tutorial:output -->``: what the run block before it printed on stdout, exactly;
 - ``<!-- tutorial:output trimmed -->``: lines of it, in order; decimals are not compared and a line ``…`` stands
-  for any lines, as does the ``time`` line of ``loopline run``;
+  for any lines, as does the ``wall time`` line of ``loopline run``;
 - ``<!-- tutorial:file PATH -->``: the content of PATH right after the run block before it.
 
 The README writes the temporary ``HOME`` as ``/home/you``. Every path the walk-through names in backticks under
@@ -87,7 +87,7 @@ def matches_trimmed(shown: str, actual: str) -> list[str]:
     have = [DECIMAL.sub("#", line.rstrip()) for line in actual.splitlines()]
     at, missing = 0, []
     for line in shown.splitlines():
-        if line.strip() in ("…", "...") or line.lstrip().startswith("time "):
+        if line.strip() in ("…", "...") or line.lstrip().startswith(("time ", "wall time ")):
             continue
         want = DECIMAL.sub("#", line.rstrip())
         try:
