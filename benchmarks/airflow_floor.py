@@ -85,11 +85,12 @@ def _ts(value: Any) -> dt.datetime:
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def wait_done(api: AirflowClient, days: int, timeout: float) -> None:
+def wait_done(api: AirflowClient, days: int, timeout: float, loads: list[float]) -> None:
     """Until every DAG has ``days`` finished runs (load-tolerant: the deadline is generous and moves on progress)."""
     deadline = time.monotonic() + timeout
     last = -1
     while time.monotonic() < deadline:
+        loads.append(os.getloadavg()[0])
         done = sum(api.count_dag_runs(d, state=["success", "failed"]) for d in DAGS)
         if done >= days * len(DAGS):
             return
@@ -135,9 +136,8 @@ def main() -> int:
                                    max_active_runs=2 * args.parallelism, reprocess_behavior="none")
         deadline = time.monotonic() + max(600, 6 * args.days * (1 + args.body_seconds))
         while True:
-            loads.append(os.getloadavg()[0])
             try:
-                wait_done(api, args.days, timeout=30)
+                wait_done(api, args.days, timeout=30, loads=loads)
                 break
             except TimeoutError:
                 if time.monotonic() > deadline:

@@ -3,12 +3,14 @@
 Runs ``loopline_dev.demo`` (the same replay ``make demo`` runs on the flights project's generated DAGs: embedded
 stack, one backfill of ``flights.features`` paced month by month, scoring, drift and drift-triggered retraining
 of both models) and prints, in one table, the wall time beside the target
-(≤ 15 minutes on this 2-core machine, stretch 10), then per DAG: runs, task instances, summed task time, mean
+(≤ 600 s on this 2-core machine; ``benchmarks/airflow_floor.py`` measures what Airflow alone needs for the same
+runs with empty tasks), then per DAG: runs, task instances, summed task time, mean
 task time and the mean wait from queued to start, and the DAG file's parse time in a fresh interpreter.
 
-Then it runs ``loopline run flights`` over the same days in a fresh ``LOOPLINE_HOME`` (the same step functions
-in one process, no Airflow) and prints its wall and CPU time beside the target (≤ 3 minutes for the year), its
-split by step, and the replay's wall time over the runner's beside the target (≥ 4×).
+Then it runs ``loopline run flights`` over the same days in a fresh ``LOOPLINE_HOME`` (the same step functions,
+one process per model beside the features loop, no Airflow) and prints its wall and CPU time beside the target
+(≤ 3 minutes for the year), its split by step, and the replay's wall time over the runner's beside the target
+(≥ 4×).
 
     .venv/bin/python benchmarks/loop.py                 # full year, both (≈ 25–35 min here)
     .venv/bin/python benchmarks/loop.py --end 2013-04-30
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET_S, STRETCH_S = 15 * 60, 10 * 60
+TARGET_S = 600  # the partitioned replay of 2013 (one run per day per DAG), issue 'Every day a partition'
 RUNNER_TARGET_S, RATIO_TARGET = 3 * 60, 4.0
 START = "2013-01-01"
 
@@ -141,8 +143,7 @@ def main() -> int:
     print(f"{'measure':<46}{'measured':>12}{'target':>12}  result")
     full_year = summary["days_featured"] + len(summary.get("days_failed_validation", [])) >= 365
     verdict = ("PASS" if replay <= TARGET_S else "FAIL") if full_year else "partial range"
-    print(f"{'replay wall time (bootstrap + months), s':<46}{replay:>12.0f}{TARGET_S:>12}  {verdict}"
-          f"{' (stretch met)' if full_year and replay <= STRETCH_S else ''}")
+    print(f"{'replay wall time (bootstrap + months), s':<46}{replay:>12.0f}{TARGET_S:>12}  {verdict}")
     print(f"{'stack start, s':<46}{timings.get('stack_start_s', 0):>12.0f}")
     print(f"{'total incl. start and stop, s':<46}{timings.get('total_s', 0):>12.0f}")
     print()
