@@ -49,6 +49,7 @@ def test_the_features_dag_builds_a_day_and_skips_a_day_without_data(bikes: Bikes
     runs = dag_test("bikes.features", [{"conf": {"ds": day.isoformat()}}, {"conf": {"ds": "2030-01-01"}}],
                     bikes.env, file=FILE)
     assert [r["tis"]["build_features"] for r in runs] == ["success", "skipped"]
+    assert runs[0]["xcoms"] == {"build_features": ["_link_ValidationResultLink", "return_value"]}
     assert runs[0]["links"] == {"build_features:Validation result": f"/loopline/validation/bikes/{day}.html"}
     manifest = bikes.store.manifest("bikes/features", "2", day)
     assert manifest.rows == 220
@@ -69,6 +70,10 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
     [run] = dag_test("bikes.duration.retrain", [{"conf": {"as_of": AS_OF.isoformat()}}], bikes.env, file=FILE)
     assert run["tis"] == {"plan": "success", "validate_training_window": "success", "train_challenger": "success",
                           "promote": "success"}, run
+    # A task's dict result is one XCom, not one per key (each is a write through the execution API).
+    assert {t: [k for k in keys if not k.startswith("_link_")] for t, keys in run["xcoms"].items()} == {
+        "plan": ["return_value"], "validate_training_window": ["return_value"], "train_challenger": ["return_value"],
+        "promote": ["return_value"]}, run["xcoms"]
     assert resolve_alias(bikes.model, CHAMPION) == "1"
     mv = client(bikes.model).get_model_version("bikes.duration", "1")
     assert mv.tags["loopline.trigger"] == "manual" and mv.tags["loopline.decision"] == "promote"
@@ -85,6 +90,7 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
     conf = {"start_ds": days[0].isoformat(), "end_ds": days[-1].isoformat()}
     [scored] = dag_test("bikes.duration.score", [{"conf": conf}], bikes.env, file=FILE)
     assert scored["tis"] == {"score": "success"}
+    assert scored["xcoms"] == {"score": ["return_value"]}
     # dag.test() cannot give a run a partition key (Airflow 3.3.2): a run by hand names its days in Params.
     assert scored["partition_key"] is None
     for d in days:
@@ -95,6 +101,7 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
         assert (extra["dag_id"], extra["run_id"]) == ("bikes.duration.score", scored["run_id"])
     [checked] = dag_test("bikes.duration.drift", [{"conf": conf}], bikes.env, file=FILE)
     assert checked["tis"] == {"check_drift": "success"}
+    assert checked["xcoms"] == {"check_drift": ["_link_DriftReportLink", "return_value"]}
     assert checked["links"] == {"check_drift:Drift report": f"/loopline/reports/bikes/duration/{days[-1]}.html"}
     report = read_drift_report(bikes.store, "2", days[-1], dataset="bikes/duration/drift")
     assert report is not None and report["model_name"] == "bikes.duration"

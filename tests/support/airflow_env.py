@@ -38,8 +38,18 @@ for run in json.loads(sys.argv[2]):
         for link in getattr(dag.get_task(ti.task_id), "operator_extra_links", ()) or ():
             url = XComOperatorLink(name=link.name, xcom_key=link.xcom_key).get_link(None, ti_key=ti.key)
             links[ti.task_id + ":" + link.name] = url
+    # The XCom keys each task stored (one write per key through the execution API on a real stack).
+    from sqlalchemy import select
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    xcoms = {}
+    with create_session() as session:
+        for task_id, key in session.execute(select(XComModel.task_id, XComModel.key).where(
+                XComModel.dag_id == dag.dag_id, XComModel.run_id == dr.run_id)):
+            xcoms.setdefault(task_id, []).append(key)
     print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis, "links": links,
-                                  "run_id": dr.run_id, "partition_key": dr.partition_key}), flush=True)
+                                  "run_id": dr.run_id, "partition_key": dr.partition_key,
+                                  "xcoms": {t: sorted(k) for t, k in xcoms.items()}}), flush=True)
 """
 
 
@@ -71,8 +81,8 @@ def dag_test(
     dag_id: str, runs: list[dict[str, Any]], env: dict[str, str], timeout: float = 600, *, file: str | None = None,
 ) -> list[dict[str, Any]]:
     """``runs``: ``[{"logical_date": "2013-01-05", "conf": {...}}, ...]``; returns one result per run: its
-    ``state``, each task's state (``tis``) and each task's extra links (``links``, ``"task_id:link name"`` → URL,
-    "" when the task stored none).
+    ``state``, each task's state (``tis``), each task's extra links (``links``, ``"task_id:link name"`` → URL,
+    "" when the task stored none) and the XCom keys each task stored (``xcoms``).
 
     ``file`` names the DAG file (in ``dags/``) when it is not ``<dag_id>.py``: the generated project DAGs all
     live in ``loopline_projects.py``.
