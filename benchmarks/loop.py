@@ -61,8 +61,18 @@ def parse_times() -> dict[str, float]:
     return out
 
 
+def settle_load(below: float = 1.0, timeout: float = 240) -> float:
+    """Wait (at most ``timeout`` s) until the one-minute load average is under ``below``: the replay's stack
+    leaves the machine busy for a minute or two after it stops, and the runner is timed on a quiet machine."""
+    deadline = time.monotonic() + timeout
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def run_runner(start: str, end: str) -> dict[str, object]:
     """``loopline run flights`` over start..end in a fresh LOOPLINE_HOME; its summary with wall and CPU time."""
+    print(f"\nloopline run starts at a one-minute load average of {settle_load():.2f}", flush=True)
     home = REPO / ".loopline/bench/runner"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
