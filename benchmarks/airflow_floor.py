@@ -125,7 +125,10 @@ def main() -> int:
     loads: list[float] = []
     try:
         api = AirflowClient(cfg.api_url, "admin", stack.admin_password())
+        parsed_by = time.monotonic() + 300  # a DAG file that does not import never shows up: say so, do not hang
         while len([d for d in api.dags() if d["dag_id"] in DAGS]) < len(DAGS):
+            if time.monotonic() > parsed_by:
+                raise TimeoutError(f"the floor DAGs did not appear in 300 s; see {cfg.home}/logs/dag-processor.log")
             time.sleep(2)
         for d in DAGS:
             api.set_paused(d, False)
