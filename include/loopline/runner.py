@@ -35,6 +35,10 @@ from loopline.settings import Settings
 from loopline.store import PartitionStore
 
 log = logging.getLogger(__name__)
+# Rows of feature and prediction partitions a model's process keeps in memory (PartitionStore.keep_frames):
+# enough for a 60-day training window and a 14-day drift window of a project of about 1,000 rows a day, which
+# the loop reads again every week and every day (about 60 MB for the flights project).
+KEEP_ROWS = 150_000
 
 
 @dataclass
@@ -126,7 +130,7 @@ def run_project(project: Project, start: dt.date, end: dt.date, *, settings: Set
 
     began = time.perf_counter()
     cfg = settings or Settings.from_env()
-    st = store or store_for(cfg)
+    st = store or store_for(cfg).keep_frames(KEEP_ROWS)
     summary = RunSummary(project.project, start.isoformat(), end.isoformat())
     for name in project.models:
         model_cfg = steps.model_settings(cfg, project, name)
@@ -258,7 +262,7 @@ def _lane(index: int, project: Project, cfg: Settings, logs: dict[str, ModelLog]
     try:
         from loopline.steps import store_for
 
-        store = store_for(cfg)
+        store = store_for(cfg).keep_frames(KEEP_ROWS)
         summary = RunSummary(project.project, "", "")
         summary.models.update(logs)
         while (message := inbox.get()) is not None:

@@ -53,6 +53,7 @@ import os
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -337,6 +338,8 @@ class PartitionStore:
         self.grace = grace
         self.access = access or ("the local filesystem" if self._local else
                                  "fsspec storage options (LOOPLINE_STORE_OPTIONS) and the environment")
+        self._frames: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+        self._frame_rows, self._frame_budget = 0, 0
 
     def check(self) -> PartitionStore:
         """Fail early and clearly when the root's bucket is missing or its credentials are refused.
@@ -511,6 +514,24 @@ class PartitionStore:
         if missing:
             raise ValueError(f"{uri} has no column(s) {', '.join(missing)}; it has {', '.join(sorted(have))}")
 
+    def keep_frames(self, rows: int) -> PartitionStore:
+        """Keep up to ``rows`` rows of the frames :meth:`read` returned in memory, most recently read first.
+
+        A later read of the same day is served from memory when the day's manifest is still the one it was
+        read under (same files, same content hash): the manifest is read every time, the data files only
+        when the day was re-written. For a process that reads overlapping windows again and again
+        (``loopline run``'s lanes: a 60-day training window every week, a 14-day drift window every day).
+        Off (0) by default: an Airflow task reads each day once. Returns the store.
+        """
+        self._frame_budget = max(0, rows)
+        self._trim_frames()
+        return self
+
+    def _trim_frames(self) -> None:
+        while self._frames and self._frame_rows > self._frame_budget:
+            _, dropped = self._frames.popitem(last=False)
+            self._frame_rows -= len(dropped)
+
     def read(
         self,
         dataset: str,
@@ -521,7 +542,8 @@ class PartitionStore:
         verify_hash: bool = False,
     ) -> pd.DataFrame:
         """Read one committed day, checked against its manifest (row count, schema; the content hash too with
-        ``verify_hash``, which needs every column).
+        ``verify_hash``, which needs every column). With :meth:`keep_frames` an unchanged day read before comes
+        from memory (a copy), except with ``verify_hash``.
 
         Raises:
             PartitionNotFoundError: the day was never written (or its write never committed).
@@ -532,6 +554,19 @@ class PartitionStore:
         day = as_day(ds)
         if verify_hash and columns is not None:
             raise ValueError("verify_hash covers every column: read without columns")
+        cached = self._frame_budget > 0 and not verify_hash
+        if cached:
+            manifest = self.manifest(dataset, version, day)
+            base = (dataset, version, day, manifest.content_hash, tuple(manifest.files), manifest.rows)
+            for kept in (None,) if columns is None else (None, tuple(columns)):
+                hit = self._frames.get((*base, kept))
+                if hit is None:
+                    continue
+                self._frames.move_to_end((*base, kept))
+                if kept is None and columns is not None:  # the whole day is kept: take its columns
+                    self._check_columns(manifest, columns, self.uri(dataset, version, day))
+                    hit = hit[columns]
+                return hit.copy()
 
         def use(manifest: Manifest, files: list[tuple[str, pq.ParquetFile]]) -> pd.DataFrame:
             self._check_columns(manifest, columns, self.uri(dataset, version, day))
@@ -542,6 +577,13 @@ class PartitionStore:
             frame = (tables[0] if len(tables) == 1 else pa.concat_tables(tables)).to_pandas()
             if verify_hash:
                 _check_hash(manifest, content_hash(_as_written(frame, files[0][1].schema_arrow)))
+            elif cached and manifest.rows <= self._frame_budget:
+                key = (dataset, version, day, manifest.content_hash, tuple(manifest.files), manifest.rows,
+                       None if columns is None else tuple(columns))
+                old = self._frames.pop(key, None)
+                self._frame_rows += len(frame) - (0 if old is None else len(old))
+                self._frames[key] = frame.copy()
+                self._trim_frames()
             return frame
 
         return self._committed(dataset, version, day, use)

@@ -98,16 +98,27 @@ def configure(settings: Settings) -> str:
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    key = (settings.mlflow_tracking_uri, settings.experiment_name)
+    known = _experiment_ids.get(key)
+    if known is not None:
+        return known
     exp = mlflow.get_experiment_by_name(settings.experiment_name)
     if exp is not None:
-        return str(exp.experiment_id)
+        return _experiment_ids.setdefault(key, str(exp.experiment_id))
     try:
-        return str(mlflow.create_experiment(settings.experiment_name, artifact_location=_artifact_location(settings)))
+        created = str(mlflow.create_experiment(settings.experiment_name,
+                                               artifact_location=_artifact_location(settings)))
     except Exception:  # another process created it first
         exp = mlflow.get_experiment_by_name(settings.experiment_name)
         if exp is None:
             raise
-        return str(exp.experiment_id)
+        created = str(exp.experiment_id)
+    return _experiment_ids.setdefault(key, created)
+
+
+# Experiment ids by (tracking URI, experiment name), found once per process: an experiment's id never changes
+# (a deleted experiment keeps its id until it is purged, and a purged one is not recreated under Loopline).
+_experiment_ids: dict[tuple[str, str], str] = {}
 
 
 def _artifact_location(settings: Settings) -> str | None:
@@ -200,7 +211,14 @@ def log_training_run(
     profile = reference_profile(result)
     columns, kinds = _inputs_of(result)
     example = model_frame(result.reference.head(5), columns, [c for c in columns if kinds[c] == "categorical"])
-    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+    try:
+        active = mlflow.start_run(experiment_id=experiment_id, tags=tags)
+    except MlflowException as exc:  # the id this process remembered is of an experiment that is gone
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        _experiment_ids.pop((settings.mlflow_tracking_uri, settings.experiment_name), None)
+        active = mlflow.start_run(experiment_id=configure(settings), tags=tags)
+    with active as run:
         mlflow.log_params({**result.params, "seed": result.seed, "feature_set_version": version})
         mlflow.log_metrics({f"val_{k}": v for k, v in result.metrics.items()})
         mlflow.log_metrics({"train_rows": result.train_rows, "validation_rows": result.validation_rows,
@@ -231,6 +249,13 @@ def log_training_run(
             raise refused from exc
     registered_version = str(info.registered_model_version) if register else ""
     uri = f"models:/{settings.model_name}/{registered_version}" if register else info.model_uri
+    if register:
+        # The version this process just logged is the object it fitted: a later load_model of it in this
+        # process (the gate, then scoring, in `loopline run`) takes it from the cache instead of downloading
+        # and rebuilding it. Saving already proved the artifact loads (MLflow's skops save loads the file back
+        # with the reviewed types); a process that did not log the version (every Airflow task) downloads it.
+        _cache_model((settings.mlflow_tracking_uri, settings.model_name, registered_version, run.info.run_id),
+                     result.model)
     return RegisteredModel(settings.model_name, registered_version, run.info.run_id, uri, dict(result.metrics))
 
 
@@ -286,11 +311,16 @@ def load_model(model_uri: str, settings: Settings) -> Any:
             _model_cache.move_to_end(key)
             return _model_cache[key]
     model = _load_reviewed_skops(model_uri, settings)
+    _cache_model(key, model)
+    return model
+
+
+def _cache_model(key: tuple[str, str, str, str], model: Any) -> None:
     with _model_cache_lock:
         _model_cache[key] = model
+        _model_cache.move_to_end(key)
         while len(_model_cache) > MODEL_CACHE_SIZE:
             _model_cache.popitem(last=False)
-    return model
 
 
 def _artifact_root(model_uri: str, settings: Settings) -> tuple[str, str]:
