@@ -117,6 +117,9 @@ def print_runner(run: dict[str, object], replay: float | None) -> None:
     for step, secs in sorted(seconds.items(), key=lambda kv: -kv[1]):
         print(f"{'  step ' + step + ', s':<46}{secs:>12.1f}")
     print(f"{'  outside the loop (imports, start-up, exit), s':<46}{wall - inside:>12.1f}")
+    lane_seconds: dict[str, float] = run.get("lane_seconds") or {}  # type: ignore[assignment]
+    for models_of_lane, secs in lane_seconds.items():
+        print(f"{'  wall time of the lane of ' + models_of_lane + ', s':<46}{secs:>12.1f}")
     if replay is not None:
         ratio = replay / wall if wall else float("inf")
         verdict = ("PASS" if ratio >= RATIO_TARGET else "FAIL") if full_year else "partial range"

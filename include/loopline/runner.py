@@ -65,6 +65,7 @@ class RunSummary:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     wall_seconds: float = 0.0
     lanes: int = 1
+    lane_seconds: dict[str, float] = field(default_factory=dict)  # each lane process's wall time, by its models
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +76,7 @@ class RunSummary:
                               "champion": m.champion}
                        for name, m in self.models.items()},
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-            "wall_seconds": round(self.wall_seconds, 3), "lanes": self.lanes,
+            "wall_seconds": round(self.wall_seconds, 3), "lanes": self.lanes, "lane_seconds": self.lane_seconds,
         }
 
     def to_table(self) -> str:
@@ -97,6 +98,9 @@ class RunSummary:
         split = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1]))
         where = f" (summed over {self.lanes} processes)" if self.lanes > 1 else ""
         lines.append(f"  wall time {self.wall_seconds:.1f} s; step time {total:.1f} s{where}: {split}")
+        if self.lane_seconds:
+            lines.append("  wall time of each model lane: " + ", ".join(f"{k} {v:.1f} s"
+                                                                       for k, v in self.lane_seconds.items()))
         return "\n".join(lines)
 
 
@@ -226,8 +230,9 @@ class _Lanes:
         for inbox in self.inboxes:
             inbox.put(None)
         while len(self.done) < len(self.procs):
-            for _index, models, seconds in self._receive(block=True):
+            for index, models, seconds in self._receive(block=True):
                 summary.models.update(models)
+                summary.lane_seconds["+".join(self.groups[index])] = round(seconds.pop("lane", 0.0), 3)
                 for step, value in seconds.items():
                     summary.seconds[step] += value
 
@@ -259,19 +264,36 @@ class _Lanes:
 
 def _lane(index: int, project: Project, cfg: Settings, logs: dict[str, ModelLog], inbox: Any, results: Any) -> None:
     """The body of a lane process: :func:`_model_day` for its models on each day handed over, until ``None``."""
+    began = time.perf_counter()
     try:
         from loopline.steps import store_for
 
         store = store_for(cfg).keep_frames(KEEP_ROWS)
         summary = RunSummary(project.project, "", "")
         summary.models.update(logs)
+        _warm(project, cfg, list(logs))
         while (message := inbox.get()) is not None:
             day, first_day = message
             for name in logs:
                 _model_day(project, name, store, cfg, day, first_day, summary)
+        summary.seconds["lane"] = time.perf_counter() - began
         results.put((index, "ok", summary.models, dict(summary.seconds)))
     except BaseException:  # whatever it was, the run must end with it, not wait for this lane
         results.put((index, "error", traceback.format_exc(), {}))
+
+
+def _warm(project: Project, cfg: Settings, names: list[str]) -> None:
+    """Import what a model's days use and open its MLflow store now, while the features loop builds the first
+    training window (the lanes have nothing else to do until then), not when the first champion is due."""
+    import mlflow.sklearn  # noqa: F401
+    import sklearn.compose
+    import sklearn.ensemble  # noqa: F401
+    import skops.io  # noqa: F401
+
+    from loopline import monitoring, promotion, scoring, steps, tracking, training  # noqa: F401
+
+    for name in names:
+        tracking.configure(steps.model_settings(cfg, project, name))
 
 
 def _model_day(project: Project, name: str, store: PartitionStore, cfg: Settings, day: dt.date,

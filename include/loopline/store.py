@@ -338,6 +338,7 @@ class PartitionStore:
         self.grace = grace
         self.access = access or ("the local filesystem" if self._local else
                                  "fsspec storage options (LOOPLINE_STORE_OPTIONS) and the environment")
+        self._sweep_due: dict[tuple[str, str], float] = {}  # when _clean lists a dataset version again
         self._frames: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
         self._frame_rows, self._frame_budget = 0, 0
 
@@ -946,12 +947,25 @@ class PartitionStore:
 
         What a write runs after its commit: one listing of the version, and a manifest read only for the days
         holding more than one data file. Broken days are left to ``verify``.
+
+        The listing is skipped until something could have become old enough since this store's last one: a
+        leftover it saw then (not yet old enough) is due ``grace`` after its modification time, and any file
+        written after that listing no sooner than ``grace`` after it. So a process that writes every day of a
+        year lists each version about once per grace period, not once per write (on an object store, a LIST
+        of every key of the version). Leftovers in the temporary folders of earlier releases' layout that were
+        seen too young wait for the next listing, at most one grace period more.
         """
+        now = time.time()
+        if now < self._sweep_due.get((dataset, version), 0.0):
+            return []
         trees, _ = self._listing(self._path(dataset, version))
         tree = trees.get((dataset, version))
+        grace = self.grace.total_seconds()
+        due = now + grace
         if tree is None:
+            self._sweep_due[(dataset, version)] = due
             return []
-        cutoff = time.time() - self.grace.total_seconds()
+        cutoff = now - grace
         removed = []
         for day, files in tree.days.items():
             folder = f"{self._path(dataset, version)}/ds={day}"
@@ -959,6 +973,9 @@ class PartitionStore:
                 if _older(files[name], cutoff):
                     self._remove(f"{folder}/{name}")
                     removed.append(f"ds={day}/{name}")
+                else:  # a running writer's file, or a killed one's that is not old enough yet
+                    due = min(due, (_mtime(files[name]) or now) + grace)
+        self._sweep_due[(dataset, version)] = due
         for check in self._verify_legacy(dataset, version, tree, fix=True, cutoff=cutoff, restore=False):
             removed.extend(check.fixed)
         if removed:

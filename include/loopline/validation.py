@@ -247,12 +247,15 @@ def _run(definition: Any, frame: pd.DataFrame, result_format: str) -> Any:
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.validator.v1_validator import Validator
 
-    validator = Validator(batch_definition=definition.batch_definition, result_format=result_format,
+    fmt: Any = result_format
+    validator = Validator(batch_definition=definition.batch_definition, result_format=fmt,
                           batch_parameters={"dataframe": frame})
     result = validator.validate_expectation_suite(definition.suite)
     run_id = RunIdentifier(run_time=dt.datetime.now(dt.UTC))
-    result.meta.update(validation_id=definition.id, checkpoint_id=None, run_id=run_id,
-                       validation_time=run_id.run_time, batch_parameters={"dataframe": "<DATAFRAME>"})  # as GX records it
+    meta: Any = result.meta  # what ValidationDefinition.run records
+    meta["validation_id"], meta["checkpoint_id"] = definition.id, None
+    meta["run_id"], meta["validation_time"] = run_id, run_id.run_time
+    meta["batch_parameters"] = {"dataframe": "<DATAFRAME>"}
     return result
 
 

@@ -7,9 +7,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from loopline import tracking
+from loopline.project import Project, project_names
 from loopline.settings import Settings
+from loopline.store import PartitionStore
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +83,33 @@ def test_least_recently_used_versions_are_evicted(registry: Registry, cfg: Setti
     for v in range(11, 10 + tracking.MODEL_CACHE_SIZE + 1):
         tracking.load_model(f"models:/m/{v}", cfg)
     assert tracking.load_model("models:/m/10", cfg) is not first
+
+
+def test_a_version_this_process_logged_is_served_without_a_download(
+        bikes: Project, bikes_store: PartitionStore, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`loopline run`'s lane trains, then gates and scores the same version: the fitted object is kept, and it
+    predicts exactly what the artifact another process downloads predicts."""
+    from loopline import steps
+    from loopline.tasktypes import task_type
+    from loopline.training import TrainingWindow, load_window_of, model_frame
+
+    tracking.clear_model_cache()
+    cfg = steps.model_settings(settings, bikes, "late_return")
+    reg = steps.train_model(bikes, "late_return", bikes_store, settings, "2022-04-05", window_days=28,
+                            validation_days=7)
+
+    def download(uri: str, _settings: Settings) -> object:
+        raise AssertionError(f"{uri} was downloaded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tracking, "_load_reviewed_skops", download)
+        kept = tracking.load_model(reg.model_uri, cfg)
+    tracking.clear_model_cache()  # as in another process: downloaded, checked, rebuilt
+    loaded = tracking.load_model(reg.model_uri, cfg)
+    assert loaded is not kept
+    inputs = steps.model_inputs(bikes, "late_return")
+    frame = load_window_of(bikes_store, project_names(bikes).features_dataset, "2",
+                           TrainingWindow.ending("2022-04-05", 28, 7))
+    x = model_frame(frame, inputs.columns, inputs.categorical)
+    task = task_type(inputs.task)
+    assert len(x) > 100 and np.array_equal(task.predict(kept, x), task.predict(loaded, x))

@@ -762,12 +762,18 @@ def plant_leftovers(store: PartitionStore, seconds_old: float) -> dict[str, str]
     return paths
 
 
+def sibling(store: PartitionStore) -> PartitionStore:
+    """Another store on the same root and filesystem: another process (tomorrow's task, another worker)."""
+    return PartitionStore(store.root, fs=store.fs, grace=store.grace)
+
+
 def test_leftovers_go_with_the_next_write_once_older_than_the_grace_period(any_store: PartitionStore) -> None:
     store = any_store
     store.write("f", "1", D1, frame(3))
     fresh = plant_leftovers(store, 60)  # a concurrent writer's, a minute old
     stale = plant_leftovers(store, 2 * HOUR)
     assert store.days("f", "1") == [D1]  # uncommitted files are invisible
+    store = sibling(store)  # (this store listed the version a moment ago; see the next test)
     store.write("f", "1", D2, frame(2))  # another day of the same dataset version
     assert all(store.fs.exists(p) for p in fresh.values())
     assert not any(store.fs.exists(p) for p in stale.values()), [p for p in stale.values() if store.fs.exists(p)]
@@ -787,10 +793,34 @@ def test_leftovers_go_with_the_next_write_once_older_than_the_grace_period(any_s
         assert [c.ds for c in store.verify().partitions] == ["2013-01-01", "2013-01-02"]
 
 
+def test_a_store_lists_a_version_for_leftovers_again_only_when_one_can_be_old_enough(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    grace = 1.5
+    store = PartitionStore(tmp_path.as_uri(), grace=dt.timedelta(seconds=grace))
+    listings: list[str] = []
+    listing = store._listing
+    monkeypatch.setattr(store, "_listing", lambda under: (listings.append(under), listing(under))[1])
+    store.write("f", "1", D1, frame(1))
+    killed = Path(store._path("f", "1", D3)) / "part-00000-killed.parquet"  # a writer killed just now
+    killed.parent.mkdir(parents=True)
+    killed.write_bytes(b"half a file")
+    written = time.time()
+    for day in (D2, D1):  # nothing can be old enough before the grace period has passed: no listing
+        store.write("f", "1", day, frame(2))
+    assert len(listings) == 1 and killed.exists()
+    time.sleep(max(0.0, written + grace + 0.1 - time.time()))
+    store.write("f", "1", D2, frame(3))  # now it can be: listed, and gone
+    assert len(listings) == 2 and not killed.exists()
+    store.write("g", "1", D1, frame(1))  # another dataset version is listed on its own first write
+    assert len(listings) == 3
+    assert [store.read("f", "1", d)["id"].tolist() for d in (D1, D2)] == [[0, 1], [0, 1, 2]]
+
+
 def test_the_grace_period_is_the_stores(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path.as_uri(), grace=dt.timedelta(minutes=5))
     store.write("f", "1", D1, frame(1))
     stale = plant_leftovers(store, 10 * 60)
+    store = sibling(store)
     store.write("f", "1", D1, frame(2))
     assert not any(Path(p).exists() for p in stale.values())
     other = plant_leftovers(store, 10 * 60)
@@ -815,6 +845,7 @@ def test_a_day_lost_between_the_two_renames_of_an_earlier_release_comes_back(tmp
     assert problem.ds == "2013-01-02" and "missing from the store; --fix moves it back" in problem.what
     for path in (lost, written, *lost.iterdir(), *written.iterdir()):
         age(store, str(path), 2 * HOUR)
+    store = sibling(store)
     store.write("f", "1", D3, frame(1))  # a write removes the abandoned new day, never the lost one
     assert lost.exists() and not written.exists()
     fixed = store.verify(fix=True)
@@ -836,3 +867,33 @@ def test_temporary_side_files_of_killed_writes_go_with_verify_fix(store: Partiti
     assert len(report.side_leftovers) == 2
     assert [u.rsplit("/", 1)[-1] for u in report.side_removed] == [stale.name]
     assert not stale.exists() and fresh.exists() and (folder / "result.json").exists()
+
+
+# -- frames kept in memory (keep_frames) ------------------------------------------------------------------------
+def test_kept_frames_are_served_while_the_day_is_unchanged_and_read_again_once_rewritten(
+        any_store: PartitionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = any_store.keep_frames(25)
+    opened: list[str] = []
+    open_checked = store._open_checked
+    monkeypatch.setattr(store, "_open_checked", lambda files, manifest, folder: (
+        opened.append(folder.rsplit("=", 1)[-1]), open_checked(files, manifest, folder))[1])
+    store.write("f", "1", D1, frame(10))
+    store.write("f", "1", D2, frame(10, offset=100))
+    first = store.read("f", "1", D1)
+    first.loc[0, "x"] = -1.0  # a caller's change stays the caller's
+    assert store.read("f", "1", D1).equals(frame(10)) and opened == ["2013-01-01"]
+    assert store.read("f", "1", D1, columns=["id", "c"]).equals(frame(10)[["id", "c"]])  # from the whole day
+    assert opened == ["2013-01-01"]
+    store.read("f", "1", D1, verify_hash=True)  # a verifying read always reads the files
+    assert opened == ["2013-01-01"] * 2
+    store.write("f", "1", D1, frame(3, offset=50))  # re-written (e.g. by another process): read again
+    assert store.read("f", "1", D1)["id"].tolist() == [50, 51, 52] and opened == ["2013-01-01"] * 3
+    store.read("f", "1", D2)
+    store.read("f", "1", D1)  # kept
+    assert opened == ["2013-01-01"] * 3 + ["2013-01-02"]
+    store.write("f", "1", D3, frame(20))  # 3 + 10 + 20 rows > 25: the least recently read days go
+    store.read("f", "1", D3)
+    store.read("f", "1", D1)  # read more recently than D2: kept
+    store.read("f", "1", D2)
+    assert opened[-2:] == ["2013-01-03", "2013-01-02"] and opened.count("2013-01-01") == 3
+    assert PartitionStore(store.root, fs=store.fs)._frame_budget == 0  # off unless asked for
