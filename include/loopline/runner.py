@@ -12,9 +12,7 @@ Each model runs in its own lane: with ``workers`` > 1 (the default on a machine 
 process per model takes the days in order from the features loop, so the two models of a project fit, score
 and check drift on two cores at once while the next days' features are built. A model's days only read the
 features partitions (already committed when the day is handed over) and its own registry entries, so the
-lanes make the same decisions in the same order as one process does (``workers=1``). A lane also fits its
-models' next scheduled (cron) retrain in a background thread as soon as that window is committed (see
-:class:`_Ahead`): the same model, fitted while the lane scores the days before.
+lanes make the same decisions in the same order as one process does (``workers=1``).
 """
 
 from __future__ import annotations
@@ -27,19 +25,14 @@ import os
 import queue
 import time
 import traceback
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loopline.project.spec import Project
 from loopline.settings import Settings
 from loopline.store import PartitionStore
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
-
-    from loopline.training import TrainResult
 
 log = logging.getLogger(__name__)
 # Rows of feature and prediction partitions a model's process keeps in memory (PartitionStore.keep_frames):
@@ -279,90 +272,14 @@ def _lane(index: int, project: Project, cfg: Settings, logs: dict[str, ModelLog]
         summary = RunSummary(project.project, "", "")
         summary.models.update(logs)
         _warm(project, cfg, list(logs))
-        ahead = _Ahead(project, store, list(logs))
-        try:
-            handed: deque[tuple[dt.date, dt.date]] = deque()
-            last = False
-            while True:
-                while not last:  # everything handed over so far (waiting only when nothing is left)
-                    try:
-                        message = inbox.get(block=not handed)
-                    except queue.Empty:
-                        break
-                    if message is None:
-                        last = True
-                    else:
-                        handed.append(message)
-                if not handed:
-                    break
-                day, first_day = handed.popleft()
-                ahead.plan(day, handed[-1][0] if handed else day, first_day, summary)
-                for name in logs:
-                    _model_day(project, name, store, cfg, day, first_day, summary, ahead)
-        finally:
-            ahead.close()
+        while (message := inbox.get()) is not None:
+            day, first_day = message
+            for name in logs:
+                _model_day(project, name, store, cfg, day, first_day, summary)
         summary.seconds["lane"] = time.perf_counter() - began
         results.put((index, "ok", summary.models, dict(summary.seconds)))
     except BaseException:  # whatever it was, the run must end with it, not wait for this lane
         results.put((index, "error", traceback.format_exc(), {}))
-
-
-class _Ahead:
-    """A lane's fits of scheduled (cron) retrains, started in a background thread as soon as the features
-    window they need is committed, so they run while the lane still scores and checks the days before.
-
-    A cron retrain's fit depends on its features window only, not on the champion or on drift, so the model is
-    the one the lane would fit on the day (the same data and seed); logging, registering and the gate stay on
-    the day, in order. HistGradientBoosting's fit releases the GIL for most of its time, so it runs beside the
-    lane's Python work: the lanes take a larger share of the cores while the features loop is ahead of them,
-    and the slower lane uses both cores once the other has finished.
-    """
-
-    def __init__(self, project: Project, store: PartitionStore, names: list[str]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.project, self.store, self.names = project, store, names
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loopline-fit-ahead")
-        self.fits: dict[tuple[str, dt.date], Future[tuple[TrainResult, float]]] = {}
-
-    def plan(self, day: dt.date, committed: dt.date, first_day: dt.date, summary: RunSummary) -> None:
-        """Start the fit of each model's next cron retrain after ``day`` if its window ends by ``committed``."""
-        for name in self.names:
-            spec = self.project.models[name]
-            if summary.models[name].champion is None:  # the first champion comes first (not on the cron)
-                continue
-            nxt = _next_cron_day(spec.schedules.retrain, day)
-            if nxt is None:
-                continue
-            as_of = nxt - dt.timedelta(days=spec.label_lag_days)
-            if (as_of > committed or (name, as_of) in self.fits
-                    or (as_of - first_day).days + 1 < spec.training.window_days):
-                continue
-            self.fits[(name, as_of)] = self.pool.submit(self._fit, name, as_of)
-
-    def _fit(self, name: str, as_of: dt.date) -> tuple[TrainResult, float]:
-        from loopline import steps
-
-        t0 = time.perf_counter()
-        return steps.fit_model(self.project, name, self.store, as_of), time.perf_counter() - t0
-
-    def take(self, name: str, as_of: dt.date) -> Future[tuple[TrainResult, float]] | None:
-        """The fit started for ``name``'s retrain as of ``as_of`` (None: fit it now)."""
-        return self.fits.pop((name, as_of), None)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _next_cron_day(cron: str | None, day: dt.date) -> dt.date | None:
-    """The first day after ``day`` on which a cron (UTC) fires."""
-    if not cron or cron == "@once":
-        return None
-    from croniter import croniter
-
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
-    nxt: dt.datetime = croniter(cron, start - dt.timedelta(seconds=1)).get_next(dt.datetime)
-    return nxt.date()
 
 
 def _warm(project: Project, cfg: Settings, names: list[str]) -> None:
@@ -380,7 +297,7 @@ def _warm(project: Project, cfg: Settings, names: list[str]) -> None:
 
 
 def _model_day(project: Project, name: str, store: PartitionStore, cfg: Settings, day: dt.date,
-               first_day: dt.date, summary: RunSummary, ahead: _Ahead | None = None) -> None:
+               first_day: dt.date, summary: RunSummary) -> None:
     from loopline import steps
 
     spec, m = project.models[name], summary.models[name]
@@ -389,7 +306,7 @@ def _model_day(project: Project, name: str, store: PartitionStore, cfg: Settings
     if m.champion is None and window_ready:
         _retrain(project, name, store, cfg, as_of, "manual", summary)
     elif m.champion is not None and _cron_fires_on(spec.schedules.retrain, day) and window_ready:
-        _retrain(project, name, store, cfg, as_of, "cron", summary, ahead)
+        _retrain(project, name, store, cfg, as_of, "cron", summary)
     if m.champion is None:
         return
     t0 = time.perf_counter()
@@ -412,21 +329,15 @@ def _model_day(project: Project, name: str, store: PartitionStore, cfg: Settings
 
 
 def _retrain(project: Project, name: str, store: PartitionStore, cfg: Settings, as_of: dt.date, trigger: str,
-             summary: RunSummary, ahead: _Ahead | None = None) -> None:
+             summary: RunSummary) -> None:
     from loopline import steps
     from loopline.training import TrainingDataError
 
     m = summary.models[name]
     entry: dict[str, Any] = {"trigger": trigger, "as_of": as_of.isoformat()}
-    started = ahead.take(name, as_of) if ahead is not None else None
     t0 = time.perf_counter()
     try:
-        fitted = None
-        if started is not None:  # fitted ahead (its TrainingDataError, if any, is raised here)
-            fitted, seconds = started.result()
-            summary.seconds["fit ahead"] += seconds
-        registered = steps.train_model(project, name, store, cfg, as_of, context={"trigger": trigger},
-                                       fitted=fitted)
+        registered = steps.train_model(project, name, store, cfg, as_of, context={"trigger": trigger})
     except TrainingDataError as exc:
         entry.update(action="not trained", reason=str(exc))
         m.retrains.append(entry)

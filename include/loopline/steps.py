@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from loopline.monitoring import DayCheck, Monitored
     from loopline.scoring import Scored
     from loopline.tracking import RegisteredModel
-    from loopline.training import ModelInputs, TrainResult
+    from loopline.training import ModelInputs
 
 log = logging.getLogger(__name__)
 DS = "ds"
@@ -408,11 +408,11 @@ def validate_features(project: Project, store: PartitionStore, frame: pd.DataFra
 
 
 # -- training and the gate -------------------------------------------------------------------------------------
-def fit_model(project: Project, model: str, store: PartitionStore, as_of: str | dt.date, *,
-              params: Mapping[str, Any] | None = None, window_days: int | None = None,
-              validation_days: int | None = None) -> TrainResult:
-    """Fit a challenger of ``model`` on the window ending at ``as_of`` and evaluate it on the window's held-out
-    days; nothing is logged (:func:`train_model` logs and registers it)."""
+def train_model(project: Project, model: str, store: PartitionStore, settings: Settings, as_of: str | dt.date, *,
+                context: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
+                window_days: int | None = None, validation_days: int | None = None) -> RegisteredModel:
+    """Train a challenger of ``model`` on the window ending at ``as_of``, log it and register it."""
+    from loopline.tracking import log_training_run
     from loopline.training import TrainingWindow, fit_window, load_window_of
 
     spec = project.models[model]
@@ -421,23 +421,7 @@ def fit_model(project: Project, model: str, store: PartitionStore, as_of: str | 
     dataset = project_names(project).features_dataset
     frame = load_window_of(store, dataset, project.features.version, window)
     inputs = model_inputs(project, model, params)
-    return fit_window(frame, window, inputs, feature_set_version=project.features.version)
-
-
-def train_model(project: Project, model: str, store: PartitionStore, settings: Settings, as_of: str | dt.date, *,
-                context: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
-                window_days: int | None = None, validation_days: int | None = None,
-                fitted: TrainResult | None = None) -> RegisteredModel:
-    """Train a challenger of ``model`` on the window ending at ``as_of`` (:func:`fit_model`), log it and
-    register it. ``fitted``: that fit, already done (``loopline run`` fits scheduled retrains ahead)."""
-    from loopline.tracking import log_training_run
-
-    spec = project.models[model]
-    if fitted is not None and fitted.window.end != as_day(as_of):
-        raise ValueError(f"the fit given ends on {fitted.window.end}, not on {as_of}")
-    result = fitted if fitted is not None else fit_model(project, model, store, as_of, params=params,
-                                                          window_days=window_days,
-                                                          validation_days=validation_days)
+    result = fit_window(frame, window, inputs, feature_set_version=project.features.version)
     ctx = {"project": project.project, "model": model, "task": spec.task, **dict(context or {})}
     return log_training_run(result, model_settings(settings, project, model), context=ctx)
 

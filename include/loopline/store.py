@@ -51,7 +51,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -342,7 +341,6 @@ class PartitionStore:
         self._sweep_due: dict[tuple[str, str], float] = {}  # when _clean lists a dataset version again
         self._frames: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
         self._frame_rows, self._frame_budget = 0, 0
-        self._frames_lock = threading.Lock()  # a lane's main thread and its fit-ahead thread both read
 
     def check(self) -> PartitionStore:
         """Fail early and clearly when the root's bucket is missing or its credentials are refused.
@@ -526,9 +524,8 @@ class PartitionStore:
         (``loopline run``'s lanes: a 60-day training window every week, a 14-day drift window every day).
         Off (0) by default: an Airflow task reads each day once. Returns the store.
         """
-        with self._frames_lock:
-            self._frame_budget = max(0, rows)
-            self._trim_frames()
+        self._frame_budget = max(0, rows)
+        self._trim_frames()
         return self
 
     def _trim_frames(self) -> None:
@@ -563,12 +560,10 @@ class PartitionStore:
             manifest = self.manifest(dataset, version, day)
             base = (dataset, version, day, manifest.content_hash, tuple(manifest.files), manifest.rows)
             for kept in (None,) if columns is None else (None, tuple(columns)):
-                with self._frames_lock:
-                    hit = self._frames.get((*base, kept))
-                    if hit is not None:
-                        self._frames.move_to_end((*base, kept))
+                hit = self._frames.get((*base, kept))
                 if hit is None:
                     continue
+                self._frames.move_to_end((*base, kept))
                 if kept is None and columns is not None:  # the whole day is kept: take its columns
                     self._check_columns(manifest, columns, self.uri(dataset, version, day))
                     hit = hit[columns]
@@ -586,12 +581,10 @@ class PartitionStore:
             elif cached and manifest.rows <= self._frame_budget:
                 key = (dataset, version, day, manifest.content_hash, tuple(manifest.files), manifest.rows,
                        None if columns is None else tuple(columns))
-                kept = frame.copy()
-                with self._frames_lock:
-                    old = self._frames.pop(key, None)
-                    self._frame_rows += len(kept) - (0 if old is None else len(old))
-                    self._frames[key] = kept
-                    self._trim_frames()
+                old = self._frames.pop(key, None)
+                self._frame_rows += len(frame) - (0 if old is None else len(old))
+                self._frames[key] = frame.copy()
+                self._trim_frames()
             return frame
 
         return self._committed(dataset, version, day, use)
