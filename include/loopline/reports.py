@@ -104,17 +104,9 @@ def read_drift_report(store: PartitionStore, fsv: str, ds: str | dt.date, *,
 
 
 def report_days(store: PartitionStore, fsv: str, *, dataset: str = DRIFT) -> list[dt.date]:
-    """Days that have a drift report folder, oldest first."""
-    base = f"{store.root}/_{REPORTS_KIND}/{dataset}/v={fsv}"  # fsspec strips the protocol
-    store.refresh()  # the triggerer polls with one long-lived filesystem: no stale listing
-    if not store.fs.exists(base):
-        return []
-    days = []
-    for entry in store.fs.ls(base, detail=False):
-        m = _DS_RE.match(str(entry).rstrip("/").rsplit("/", 1)[-1])
-        if m:
-            days.append(dt.date.fromisoformat(m.group(1)))
-    return sorted(days)
+    """Days that have a drift report folder, oldest first (a fresh listing: the triggerer polls with one
+    long-lived filesystem)."""
+    return store.side_days(REPORTS_KIND, dataset, fsv)
 
 
 _STAMP_KEYS = ("ino", "mtime", "size", "ETag", "etag", "generation", "md5Hash", "LastModified", "last_modified",

@@ -1061,6 +1061,19 @@ class PartitionStore:
         self.fs.mv(tmp, f"{folder}/{name}")
         return f"{self.side_path(kind, dataset, version, ds)}/{name}"
 
+    def side_days(self, kind: str, dataset: str, version: str) -> list[dt.date]:
+        """Days with a side-file folder of ``kind`` for a dataset version (e.g. a validation result), oldest
+        first; one listing of the version's folder."""
+        base = f"{self._root_path}/_{kind}/{dataset}/v={version}"
+        self.refresh()
+        try:
+            entries = self.fs.ls(base, detail=False)
+        except FileNotFoundError:
+            return []
+        days = {dt.date.fromisoformat(m.group(1)) for entry in entries
+                if (m := _DS_RE.match(str(entry).rstrip("/").rsplit("/", 1)[-1]))}
+        return sorted(days)
+
     def read_side_file(self, kind: str, dataset: str, version: str, ds: str | dt.date, name: str) -> bytes:
         folder = f"{self._root_path}/_{kind}/{dataset}/v={version}/ds={as_day(ds).isoformat()}"
         self.refresh()

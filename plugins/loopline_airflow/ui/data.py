@@ -377,6 +377,30 @@ def model_view(project: Project, model: str, store: PartitionStore | None, store
     return out
 
 
+MAX_MISSING_DAYS = 60  # days listed by name; the count covers them all
+
+
+def missing_days(store: PartitionStore, project: Project) -> dict[str, Any]:
+    """The days between a project's first and last featured (or failed) day that have no features partition,
+    newest first, each with why: its features failed validation (a result is stored: the page links it) or
+    it was never built. Such a day's scoring and drift runs never start, so this is where the UI shows it."""
+    from loopline.project.names import project_names
+    from loopline.validation import VALIDATION_KIND
+
+    dataset, fsv = project_names(project).features_dataset, str(project.features.version)
+    featured = set(store.days(dataset, fsv))
+    failed = set(store.side_days(VALIDATION_KIND, dataset, fsv)) - featured
+    known = featured | failed
+    if not known:
+        return {"first": None, "last": None, "total": 0, "days": []}
+    first, last = min(known), max(known)
+    gaps = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    gaps = [d for d in reversed(gaps) if d not in featured]
+    return {"first": first.isoformat(), "last": last.isoformat(), "total": len(gaps),
+            "days": [{"ds": d.isoformat(), "why": "failed validation" if d in failed else "not built"}
+                     for d in gaps[:MAX_MISSING_DAYS]]}
+
+
 def overview(sources: Sources) -> dict[str, Any]:
     """Every project and model on the search path, as the page and ``/api/models`` show them."""
     try:
@@ -403,6 +427,14 @@ def overview(sources: Sources) -> dict[str, Any]:
             continue
         models = [model_view(f.project, m, store, store_error, sources, mlflow_error, tracking_uri)
                   for m in f.project.models]
-        projects.append({"project": f.project.project, "path": str(f.path), "models": models, "error": None})
+        missing: dict[str, Any] = {"message": store_error}
+        if store is not None:
+            try:
+                missing = missing_days(store, f.project)
+            except Exception as exc:
+                log.warning("Loopline page: days of %s unreadable: %s", f.project.project, exc)
+                missing = {"message": f"features days unreadable: {_short(exc)}"}
+        projects.append({"project": f.project.project, "path": str(f.path), "models": models, "error": None,
+                         "missing_days": missing})
     return {"projects": projects,
             "message": None if projects else "no project found (include/projects/ and LOOPLINE_PROJECTS_PATH)"}

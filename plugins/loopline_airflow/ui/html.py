@@ -364,6 +364,7 @@ def render_page(data: Mapping[str, Any], prefix: str, notice_html: str = "") -> 
         parts.append(f"<h2>Project {_e(project['project'])}</h2>")
         if project.get("error"):
             parts.append(f'<p class="error">project file unusable: {_e(project["error"])}</p>')
+        parts.append(_missing_days(project, prefix))
         for model in project.get("models") or []:
             registry = model.get("registry") or {}
             parts.append(f'<section class="model" id="{_e(model["project"])}.{_e(model["model"])}">'
@@ -377,6 +378,30 @@ def render_page(data: Mapping[str, Any], prefix: str, notice_html: str = "") -> 
             parts.append("</section>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def _missing_days(project: Mapping[str, Any], prefix: str) -> str:
+    """The project's days without features (their scoring and drift never start), linked to their GX result."""
+    missing = project.get("missing_days") or {}
+    if missing.get("message"):
+        return f'<p class="note">{_e(missing["message"])}</p>'
+    if not missing.get("first"):
+        return ""
+    span = f"{_e(missing['first'])} … {_e(missing['last'])}"
+    if not missing.get("total"):
+        return f'<p class="note" id="missing-days">Every day {span} has features.</p>'
+    items = []
+    for day in missing.get("days") or []:
+        ds = _e(day["ds"])
+        if day["why"] == "failed validation":
+            link = f"{prefix}/validation/{quote(str(project['project']))}/{quote(str(day['ds']))}.html"
+            items.append(f'{ds} (<a href="{_e(link)}">failed validation</a>)')
+        else:
+            items.append(f"{ds} (not built)")
+    more = missing["total"] - len(items)
+    tail = f", and {more} more" if more > 0 else ""
+    return (f'<p class="missing" id="missing-days"><b>Days without features</b> ({missing["total"]} of {span}; '
+            f"their scoring and drift runs never start): {', '.join(items)}{tail}</p>")
 
 
 def render_message(title: str, message: str) -> str:

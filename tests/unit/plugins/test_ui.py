@@ -339,3 +339,32 @@ def test_psi_bands_and_non_finite_values():
     assert [psi_band(v, [0.1, 0.2]) for v in (0.05, 0.1, 0.19, 0.2, None)] == ["ok", "warn", "warn", "bad", "na"]
     summary = report_summary(_report("2013-03-01", {"temp": float("nan")}, False) | {"config": {}})
     assert summary["psi"] == {"temp": None} and summary["psi_bands"] == [0.1, 0.2]
+
+
+def test_days_without_features_are_listed_with_why_and_link_to_their_validation_result(store, registry_uri, auth):
+    """A day whose features failed validation has no partition, so its scoring and drift never start: the page is
+    where the UI shows it missing (and a day never built, between built ones)."""
+    import pandas as pd
+    from loopline.validation import RESULT_JSON, VALIDATION_KIND
+
+    features = "flights/features"
+    for ds in ("2013-03-01", "2013-03-02", "2013-03-05"):
+        store.write(features, "1", ds, pd.DataFrame({"flight_id": [1, 2], "ds": [ds, ds]}))
+    store.write_side_file(VALIDATION_KIND, features, "1", "2013-03-04", RESULT_JSON, '{"summary": {}}')
+    # a day that failed once and was built later is not missing
+    store.write_side_file(VALIDATION_KIND, features, "1", "2013-03-02", RESULT_JSON, '{"summary": {}}')
+    client = _client(_sources(store, registry_uri))
+    headers = {"Authorization": auth["Authorization"]}
+    [project] = client.get("/loopline/api/models", headers=headers).json()["projects"]
+    assert project["missing_days"] == {
+        "first": "2013-03-01", "last": "2013-03-05", "total": 2,
+        "days": [{"ds": "2013-03-04", "why": "failed validation"}, {"ds": "2013-03-03", "why": "not built"}]}
+    page = client.get("/loopline/", headers=headers).text
+    assert ("<b>Days without features</b> (2 of 2013-03-01 … 2013-03-05; their scoring and drift runs never "
+            'start): 2013-03-04 (<a href="/loopline/validation/flights/2013-03-04.html">failed validation</a>), '
+            "2013-03-03 (not built)") in page
+    assert client.get("/loopline/validation/flights/2013-03-04.html", headers=headers).status_code == 200
+    store.write(features, "1", "2013-03-03", pd.DataFrame({"flight_id": [3], "ds": ["2013-03-03"]}))
+    store.write(features, "1", "2013-03-04", pd.DataFrame({"flight_id": [4], "ds": ["2013-03-04"]}))
+    page = client.get("/loopline/", headers=headers).text
+    assert "Every day 2013-03-01 … 2013-03-05 has features." in page
