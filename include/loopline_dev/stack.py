@@ -291,13 +291,6 @@ class Stack:
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
             # A task whose process died (a killed worker) is failed and retried after a minute, not five.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
-            # The task supervisor (Airflow 3.3.2) waits in select() for up to this many seconds (default 5) and
-            # looks for its task process's exit only when select returns: when the process closes its sockets
-            # just before it exits, nothing wakes the supervisor, and the slot stays taken for the rest of
-            # the interval. Measured by benchmarks/airflow_floor.py (empty tasks, 30 days): 42 of 149
-            # workloads took ~5.1 s instead of ~0.15 s, each 5.04 s after the task's last log line. 1 s (the
-            # smallest whole value; it is read as an int) caps that tail; heartbeats go out at most every 1 s.
-            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__TRIGGERER__CAPACITY": "50",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # Each stack gets its own log-server port so several can run side by side (tests).

@@ -32,8 +32,15 @@ MODULES = (
     "numpy", "pandas", "pyarrow", "pyarrow.parquet", "scipy.stats", "sklearn.ensemble", "sklearn.compose",
     "sklearn.metrics", "skops.io", "mlflow", "mlflow.sklearn", "mlflow.tracking", "great_expectations",
     "loopline.steps", "loopline.training", "loopline.scoring", "loopline.drift", "loopline.validation",
+    "loopline.monitoring", "loopline.tracking", "loopline.tasktypes",
     # What the DAG file imports: every task process parses it again to find its DAG.
-    "loopline_airflow.factory",
+    "loopline_airflow.factory", "loopline_airflow.project_tasks", "loopline_airflow.sources",
+    # Imported late by every task until they were here (py-spy on the task processes of a Jan–Apr replay):
+    # MLflow's tracer provider, which ``mlflow.set_tracking_uri`` resets (~30 ms a task); the pandas namespace
+    # of narwhals, which scikit-learn's transformers ask for; jinja2's extensions, which Airflow's template
+    # environment loads for each task.
+    "mlflow.tracing.provider", "mlflow.tracing.processor.base_mlflow", "narwhals._pandas_like.namespace",
+    "narwhals._pandas_like.dataframe", "jinja2.ext", "airflow.sdk.definitions.asset.metadata",
 )
 # skops.io's module search reads every attribute name it looks for on every loaded module; Airflow's
 # deprecated-module shims answer each with a DeprecatedImportWarning (over a thousand lines in the log).
@@ -84,7 +91,26 @@ def _warm_mlflow() -> None:
     _init_packages_to_modules_map()
 
 
-WARMERS = (_warm_validation, _warm_project_sources, _warm_mlflow)
+def _warm_task_sdk() -> None:
+    """The Task SDK's plugins and listener manager, which every task process built again (~18 ms each: the
+    plugins folder executed, each plugin's distribution metadata read). Both are cached per process
+    (``functools.cache``), so built here they are inherited by every forked task; a changed plugin needs a
+    restart of the forking process, as a changed Airflow plugin already does."""
+    from airflow.sdk.listener import get_listener_manager
+    from airflow.sdk.plugins_manager import integrate_macros_plugins
+
+    get_listener_manager()
+    integrate_macros_plugins()
+
+
+def _patch_supervisor() -> None:
+    """The task supervisors notice their task's exit at once (:mod:`loopline_airflow.supervisor_exit`)."""
+    from loopline_airflow import supervisor_exit
+
+    supervisor_exit.install()
+
+
+WARMERS = (_warm_validation, _warm_project_sources, _warm_mlflow, _warm_task_sdk, _patch_supervisor)
 
 
 def preload() -> None:
