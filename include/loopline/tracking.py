@@ -17,8 +17,10 @@ Conventions every other part relies on:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -92,12 +94,25 @@ class RegisteredModel:
                 "metrics": self.metrics}
 
 
-def configure(settings: Settings) -> str:
-    """Point MLflow at the settings' tracking URI and make sure the experiment exists; returns its id."""
+def point(settings: Settings) -> None:
+    """Point MLflow's fluent API at the settings' tracking server (and registry), for a step that only reads.
+
+    Setting the same URI again is skipped: each ``mlflow.set_tracking_uri`` resets MLflow's tracer provider."""
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    uri = settings.mlflow_tracking_uri
+    if mlflow.get_tracking_uri() != uri or mlflow.get_registry_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the settings' tracking URI and make sure the experiment exists; returns its id.
+
+    For a step that logs runs; a step that only reads the registry or artifacts calls :func:`point`."""
+    import mlflow
+
+    point(settings)
     key = (settings.mlflow_tracking_uri, settings.experiment_name)
     known = _experiment_ids.get(key)
     if known is not None:
@@ -300,7 +315,7 @@ def load_model(model_uri: str, settings: Settings) -> Any:
     its days and a promotion that compares two versions loads each once. An alias URI
     (``models:/name@champion``) moves when the alias does: it is never cached and resolves on every call.
     """
-    configure(settings)
+    point(settings)
     pinned = _VERSION_URI.match(model_uri)
     if pinned is None:
         return _load_reviewed_skops(model_uri, settings)
@@ -323,21 +338,22 @@ def _cache_model(key: tuple[str, str, str, str], model: Any) -> None:
             _model_cache.popitem(last=False)
 
 
-def _artifact_root(model_uri: str, settings: Settings) -> tuple[str, str]:
-    """Where the model's files are, and how to name the model in messages.
+def _artifact_root(model_uri: str, settings: Settings) -> tuple[str, str, bool]:
+    """Where the model's files are, how to name the model in messages, and whether those files are a logged
+    model's (which MLflow writes once, so a copy downloaded before is the same file).
 
     A registry URI is resolved to one version's download location first, so the MLmodel and the model file
     are read from the same version even if the alias moves in between; a logged-model URI
     (``models:/m-<id>``) to that model's artifact location. Other URIs (``runs:/…``, a storage URI) are read
-    where they point.
+    where they point, every time.
     """
     by_version, by_alias = _VERSION_URI.match(model_uri), _ALIAS_URI.match(model_uri)
     logged = _LOGGED_MODEL_URI.match(model_uri)
     c = client(settings)
     if logged is not None:  # what log_training_run(register=False) returns
-        return str(c.get_logged_model(logged["model_id"]).artifact_location).rstrip("/"), model_uri
+        return str(c.get_logged_model(logged["model_id"]).artifact_location).rstrip("/"), model_uri, True
     if by_version is None and by_alias is None:
-        return model_uri.rstrip("/"), model_uri
+        return model_uri.rstrip("/"), model_uri, False
     if by_version is not None:
         name, version = by_version["name"], by_version["version"]
     else:
@@ -345,7 +361,7 @@ def _artifact_root(model_uri: str, settings: Settings) -> tuple[str, str]:
         name = by_alias["name"]
         version = str(c.get_model_version_by_alias(name, by_alias["alias"]).version)
     root = str(c.get_model_version_download_uri(name, version)).rstrip("/")
-    return root, f"{model_uri} (registered model {name!r} version {version})"
+    return root, f"{model_uri} (registered model {name!r} version {version})", True
 
 
 def _download(uri: str, dst: Path, settings: Settings) -> Path:
@@ -353,6 +369,36 @@ def _download(uri: str, dst: Path, settings: Settings) -> Path:
 
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
                                                     tracking_uri=settings.mlflow_tracking_uri))
+
+
+# Files of logged models and runs, downloaded once per machine: every scoring task loads its champion and every
+# drift task its reference profile in a new process, and each download took 3-5 MLflow calls (a listing, the
+# server's info, the file). Only artifacts MLflow writes once are kept here (a logged model's files, a run's
+# artifact by run id), under a name derived from the tracking server and the artifact's full URI. A kept file
+# is checked exactly like a downloaded one: the cache saves the transfer, never a check.
+ARTIFACT_CACHE_FILES = 256
+
+
+def artifact_cache_dir(settings: Settings) -> Path:
+    return Path(settings.home) / "cache" / "mlflow-artifacts"
+
+
+def _fetch(uri: str, settings: Settings) -> Path:
+    """A local copy of the write-once artifact at ``uri``: the kept one, or downloaded and kept (atomically:
+    a task killed mid-download leaves no partial file under the final name)."""
+    folder = artifact_cache_dir(settings)
+    key = hashlib.sha256(f"{settings.mlflow_tracking_uri}\n{uri}".encode()).hexdigest()[:40]
+    path = folder / f"{key}-{uri.rstrip('/').rsplit('/', 1)[-1]}"
+    if path.is_file():
+        os.utime(path)  # most recently used: pruned last
+        return path
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".fetch-") as tmp:
+        os.replace(_download(uri, Path(tmp), settings), path)
+    kept = sorted((f for f in folder.iterdir() if f.is_file()), key=lambda f: f.stat().st_mtime)
+    for old in kept[:max(0, len(kept) - ARTIFACT_CACHE_FILES)]:
+        old.unlink(missing_ok=True)
+    return path
 
 
 def _skops_file_name(mlmodel_text: str, label: str) -> str:
@@ -400,45 +446,44 @@ def _load_reviewed_skops(model_uri: str, settings: Settings) -> Any:
 
     1. ``MLmodel`` alone is downloaded and checked by :func:`_skops_file_name` (safe YAML, sklearn flavor,
        skops format, a plain ``*.skops`` file name);
-    2. that one file is downloaded and ``skops.io.get_untrusted_types`` reads its schema (no object is built);
-       an unreadable file or any untrusted type outside :data:`REVIEWED_SKOPS_TYPES` is refused;
-    3. ``skops.io.load`` builds it, trusting only the reviewed types the file needs (skops audits the whole
-       tree again before constructing anything).
+    2. that one file is downloaded and ``skops.io.load`` is given :data:`REVIEWED_SKOPS_TYPES` as the only
+       types to trust beyond skops' defaults: skops reads the whole tree and audits it before it constructs
+       anything, and refuses the file if any other type is in it. Only then is
+       ``skops.io.get_untrusted_types`` asked which types those are, for the message (one read of the tree
+       for a good file: the separate listing pass cost as much as the load, ~0.15 s of every scoring task).
     """
     import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
 
-    root, label = _artifact_root(model_uri, settings)
+    root, label, write_once = _artifact_root(model_uri, settings)
     with tempfile.TemporaryDirectory(prefix="loopline-model-") as tmp:
-        mlmodel = _download(f"{root}/{_MLMODEL}", Path(tmp, "meta"), settings)
+
+        def get(name: str, sub: str) -> Path:
+            uri = f"{root}/{name}"
+            return _fetch(uri, settings) if write_once else _download(uri, Path(tmp, sub), settings)
+
+        mlmodel = get(_MLMODEL, "meta")
         size = mlmodel.stat().st_size
         if size > MAX_MLMODEL_BYTES:
             raise UnsafeModelError(
                 f"refusing to load {label}: its MLmodel is {size} bytes (a real one is a few kB). {_WHAT_TO_DO}"
             )
         name = _skops_file_name(mlmodel.read_text(errors="replace"), label)
-        path = _download(f"{root}/{name}", Path(tmp, "model"), settings)
+        path = get(name, "model")
         try:
-            untrusted = sio.get_untrusted_types(file=path)
-        except Exception as exc:  # a truncated, garbage or hostile file: skops cannot even read its schema
+            model = sio.load(path, trusted=sorted(REVIEWED_SKOPS_TYPES))
+        except UntrustedTypesFoundException as exc:
+            raise UnsafeModelError(
+                f"refusing to load {label}: {name} holds types skops does not trust and nobody reviewed: "
+                f"{_unreviewed(sio.get_untrusted_types(file=path))}. If this model is genuine, review those types "
+                f"and add them to loopline.tracking.REVIEWED_SKOPS_TYPES. {_WHAT_TO_DO}"
+            ) from exc
+        except Exception as exc:  # a truncated, garbage or hostile file: skops cannot read or rebuild it
             raise UnsafeModelError(
                 f"refusing to load {label}: {name} is not a readable skops file ({type(exc).__name__}: "
                 f"{str(exc)[:200]}). {_WHAT_TO_DO}"
             ) from exc
-        unreviewed = _unreviewed(untrusted)
-        if unreviewed:
-            raise UnsafeModelError(
-                f"refusing to load {label}: {name} holds types skops does not trust and nobody reviewed: "
-                f"{unreviewed}. If this model is genuine, review those types and add them to "
-                f"loopline.tracking.REVIEWED_SKOPS_TYPES. {_WHAT_TO_DO}"
-            )
-        try:
-            model = sio.load(path, trusted=sorted(untrusted))
-        except Exception as exc:
-            raise UnsafeModelError(
-                f"refusing to load {label}: {name} passed the type check but skops could not rebuild it "
-                f"({type(exc).__name__}: {str(exc)[:200]}). {_WHAT_TO_DO}"
-            ) from exc
-    log.info("loaded %s from %s (skops; reviewed types trusted: %s)", label, name, sorted(untrusted) or "none")
+    log.info("loaded %s from %s (skops; trusted beyond skops' defaults: only the reviewed types)", label, name)
     return model
 
 
@@ -482,11 +527,9 @@ def _inputs_of(result: TrainResult) -> tuple[list[str], dict[str, str]]:
 
 def load_reference_profile(settings: Settings, version: str, name: str | None = None) -> ReferenceProfile:
     """The drift reference profile logged with a model version."""
-    import mlflow
-
     from loopline.drift import ReferenceProfile
 
-    configure(settings)
+    point(settings)
     mv = client(settings).get_model_version(name or settings.model_name, version)
-    text = mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{REFERENCE_PROFILE_ARTIFACT}")
+    text = _fetch(f"runs:/{mv.run_id}/{REFERENCE_PROFILE_ARTIFACT}", settings).read_text(encoding="utf-8")
     return ReferenceProfile.from_json(text)

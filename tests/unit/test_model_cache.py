@@ -36,7 +36,7 @@ class Registry:
 def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     reg = Registry()
     tracking.clear_model_cache()
-    monkeypatch.setattr(tracking, "configure", lambda settings: "0")
+    monkeypatch.setattr(tracking, "point", lambda settings: None)
     monkeypatch.setattr(tracking, "client", lambda settings: reg)
     # The one download-check-and-load step every load goes through (tests/unit/test_model_safety.py tests it).
     monkeypatch.setattr(tracking, "_load_reviewed_skops", lambda uri, settings: reg.load(uri))
@@ -113,3 +113,71 @@ def test_a_version_this_process_logged_is_served_without_a_download(
     x = model_frame(frame, inputs.columns, inputs.categorical)
     task = task_type(inputs.task)
     assert len(x) > 100 and np.array_equal(task.predict(kept, x), task.predict(loaded, x))
+
+
+def test_a_logged_models_files_are_downloaded_once_per_machine(
+        bikes: Project, bikes_store: PartitionStore, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every scoring task loads its champion in a new process: the files of a registered version are kept under
+    LOOPLINE_HOME, and a kept copy goes through the same checks as a download (a broken one is refused)."""
+    from loopline import steps
+
+    cfg = steps.model_settings(settings, bikes, "late_return")
+    reg = steps.train_model(bikes, "late_return", bikes_store, settings, "2022-04-05", window_days=28,
+                            validation_days=7)
+    downloads: list[str] = []
+    real = tracking._download
+
+    def counting(uri: str, dst: Path, s: Settings) -> Path:
+        downloads.append(uri.rsplit("/", 1)[-1])
+        return real(uri, dst, s)
+
+    monkeypatch.setattr(tracking, "_download", counting)
+    tracking.clear_model_cache()  # as in a new process
+    first = tracking.load_model(f"models:/{reg.name}/{reg.version}", cfg)
+    assert sorted(downloads) == ["MLmodel", "model.skops"]
+    tracking.clear_model_cache()
+    second = tracking.load_model(f"models:/{reg.name}/{reg.version}", cfg)
+    assert sorted(downloads) == ["MLmodel", "model.skops"]  # nothing downloaded the second time
+    assert second is not first and type(second) is type(first)
+
+    kept = [f for f in tracking.artifact_cache_dir(cfg).iterdir() if f.name.endswith("model.skops")]
+    assert len(kept) == 1
+    kept[0].write_bytes(b"not a zip file")  # a kept copy is checked like a download
+    tracking.clear_model_cache()
+    with pytest.raises(tracking.UnsafeModelError, match="not a readable skops file"):
+        tracking.load_model(f"models:/{reg.name}/{reg.version}", cfg)
+    assert sorted(downloads) == ["MLmodel", "model.skops"]
+
+
+def test_a_runs_reference_profile_is_downloaded_once_per_machine(
+        bikes: Project, bikes_store: PartitionStore, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline import steps
+
+    cfg = steps.model_settings(settings, bikes, "late_return")
+    reg = steps.train_model(bikes, "late_return", bikes_store, settings, "2022-04-05", window_days=28,
+                            validation_days=7)
+    downloads: list[str] = []
+    real = tracking._download
+    monkeypatch.setattr(tracking, "_download",
+                        lambda uri, dst, s: (downloads.append(uri), real(uri, dst, s))[1])
+    first = tracking.load_reference_profile(cfg, reg.version)
+    second = tracking.load_reference_profile(cfg, reg.version)
+    assert len(downloads) == 1 and downloads[0].endswith(tracking.REFERENCE_PROFILE_ARTIFACT)
+    assert first.to_json() == second.to_json() and first.features
+
+
+def test_the_artifact_cache_keeps_the_newest_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:1", model_name="m")
+
+    def fake_download(uri: str, dst: Path, s: Settings) -> Path:
+        dst.mkdir(parents=True, exist_ok=True)
+        out = dst / uri.rsplit("/", 1)[-1]
+        out.write_text(uri)
+        return out
+
+    monkeypatch.setattr(tracking, "_download", fake_download)
+    monkeypatch.setattr(tracking, "ARTIFACT_CACHE_FILES", 3)
+    paths = [tracking._fetch(f"runs:/r{i}/profile.json", cfg) for i in range(5)]
+    assert [p.read_text() for p in paths[2:]] == [f"runs:/r{i}/profile.json" for i in range(2, 5)]
+    assert not paths[0].exists() and not paths[1].exists()
+    assert not [f for f in tracking.artifact_cache_dir(cfg).iterdir() if f.name.startswith(".fetch-")]

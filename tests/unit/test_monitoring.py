@@ -191,3 +191,26 @@ def test_the_window_reads_a_day_again_once_it_is_re_written(tmp_path: Path, bike
     # a day scored by another version is not this version's
     _, other_scores, _ = monitoring._window(store, m, days, "2")
     assert other_scores.empty
+
+
+def test_scores_in_the_features_order_join_their_labels_as_a_merge_would(tmp_path: Path, bikes: Project) -> None:
+    """A scored day is joined to its labels row by row when the predictions are in the features' order, by key
+    otherwise; both give each prediction its own row's label."""
+    m = steps.monitored_spec(bikes, "duration")
+    categorical = {c for c in m.columns if bikes.features.column(c).kind == "categorical"}
+    store = PartitionStore((tmp_path / "root").as_uri())
+    rng = np.random.default_rng(3)
+    feats = _features(rng, 50, m, categorical)
+    preds = pd.DataFrame({"rental_ref": feats["rental_ref"], "score": rng.random(50), "model_version": "1"})
+    in_order, shuffled = DAY, DAY + dt.timedelta(days=1)
+    for d, p in ((in_order, preds), (shuffled, preds.sample(frac=1, random_state=1))):
+        store.write(m.features_dataset, m.version, d, feats)
+        store.write(m.predictions_dataset, m.version, d, p)
+    monitoring.clear_window_cache()
+    joined = {d: monitoring._day_frames(store, m, d, "1")[1] for d in (in_order, shuffled)}  # type: ignore[index]
+    expected = preds.assign(label=feats["minutes"].astype(float)).set_index("rental_ref")
+    for d, scored in joined.items():
+        got = scored.set_index("rental_ref").loc[expected.index]
+        assert list(scored.columns) == ["rental_ref", "score", "model_version", "label", "ds"]
+        assert np.allclose(got["label"], expected["label"]) and np.allclose(got["score"], expected["score"]), d
+        assert (got["ds"] == d).all()
