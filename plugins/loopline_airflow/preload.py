@@ -104,10 +104,11 @@ def _warm_task_sdk() -> None:
 
 
 def _patch_supervisor() -> None:
-    """The task supervisors notice their task's exit at once (:mod:`loopline_airflow.supervisor_exit`)."""
-    from loopline_airflow import supervisor_exit
+    """The task supervisors notice their task's exit at once and skip the heartbeat right after the task's start
+    (:mod:`loopline_airflow.supervisor_patches`)."""
+    from loopline_airflow import supervisor_patches
 
-    supervisor_exit.install()
+    supervisor_patches.install()
 
 
 WARMERS = (_warm_validation, _warm_project_sources, _warm_mlflow, _warm_task_sdk, _patch_supervisor)
