@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import math
 import os
 import threading
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from loopline.drift import DriftConfig, PerformanceDecay, ReferenceProfile
+
+log = logging.getLogger(__name__)
 
 MONITORING_EXPERIMENT_SUFFIX = "-monitoring"
 
@@ -98,9 +101,66 @@ def clear_window_cache() -> None:
         _day_cache.clear()
 
 
-def _day_frames(store: PartitionStore, m: Monitored, d: dt.date, model_version: str) -> tuple[Any, Any] | None:
+# The same frames on local disk, for the next drift task (each Airflow task is a new process, and each reads
+# the 13 days the previous one read): one Arrow IPC file per day and frame, under a name derived from the same
+# key, so a re-written day is never served from here either. Written atomically (temporary file, rename); the
+# oldest files beyond WINDOW_CACHE_FILES are removed on each write.
+WINDOW_CACHE_FILES = 1024
+
+
+def window_cache_dir(settings: Settings) -> Path:
+    return Path(settings.home) / "cache" / "drift-window"
+
+
+def _disk_get(folder: Path, digest: str) -> tuple[Any, Any] | None:
+    import pyarrow as pa
+
+    def load(path: Path) -> Any:
+        with pa.memory_map(str(path)) as source:
+            return pa.ipc.open_file(source).read_all().to_pandas()
+
+    features = folder / f"{digest}.features.arrow"
+    scored = folder / f"{digest}.scored.arrow"
+    try:
+        # The scored file, when the day has one, is renamed into place before the features file.
+        if not features.is_file():
+            return None
+        return load(features), (load(scored) if scored.is_file() else None)
+    except (OSError, pa.ArrowInvalid):  # pruned meanwhile, or unreadable: read the store
+        return None
+
+
+def _disk_put(folder: Path, digest: str, frames: tuple[Any, Any]) -> None:
+    import tempfile
+
+    import pyarrow as pa
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, frame in (("scored", frames[1]), ("features", frames[0])):
+        if frame is None:
+            continue
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".arrow")
+        try:
+            with os.fdopen(fd, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+            os.replace(tmp, folder / f"{digest}.{kind}.arrow")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    kept = sorted((f for f in folder.iterdir() if f.suffix == ".arrow" and not f.name.startswith(".tmp-")),
+                  key=lambda f: f.stat().st_mtime)
+    for old in kept[:max(0, len(kept) - WINDOW_CACHE_FILES)]:
+        old.unlink(missing_ok=True)
+
+
+def _day_frames(store: PartitionStore, m: Monitored, d: dt.date, model_version: str,
+                cache_dir: Path | None = None) -> tuple[Any, Any] | None:
     """The day's features and its scores by ``model_version`` joined with their labels (None: not scored by
-    it); None for a day without features."""
+    it); None for a day without features. With ``cache_dir`` the frames are also kept on local disk for other
+    processes (:func:`window_cache_dir`)."""
+    import hashlib
+
     import pandas as pd
 
     from loopline.store import PartitionNotFoundError
@@ -120,6 +180,13 @@ def _day_frames(store: PartitionStore, m: Monitored, d: dt.date, model_version: 
         if hit is not None:
             _day_cache.move_to_end(key)
             return hit
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
+    if cache_dir is not None and (kept := _disk_get(cache_dir, digest)) is not None:
+        with _day_cache_lock:
+            _day_cache[key] = kept
+            while len(_day_cache) > _DAY_CACHE_SIZE:
+                _day_cache.popitem(last=False)
+        return kept
     keys = list(m.keys)
     f = store.read(m.features_dataset, m.version, d, columns=[*keys, m.label, *m.columns])
     scored = None
@@ -141,16 +208,22 @@ def _day_frames(store: PartitionStore, m: Monitored, d: dt.date, model_version: 
         _day_cache[key] = (f, scored)
         while len(_day_cache) > _DAY_CACHE_SIZE:
             _day_cache.popitem(last=False)
+    if cache_dir is not None:
+        try:
+            _disk_put(cache_dir, digest, (f, scored))
+        except OSError as exc:  # a full or read-only disk costs the next task a read, never this check
+            log.warning("drift window cache: could not keep %s (%s)", d, exc)
     return f, scored
 
 
-def _window(store: PartitionStore, m: Monitored, days: list[dt.date], model_version: str) -> tuple[Any, Any, list[str]]:
+def _window(store: PartitionStore, m: Monitored, days: list[dt.date], model_version: str,
+            cache_dir: Path | None = None) -> tuple[Any, Any, list[str]]:
     """Features of the window's days, and the scores (with labels) of the days this model version scored."""
     import pandas as pd
 
     feats, scored, used = [], [], []
     for d in days:
-        frames = _day_frames(store, m, d, model_version)
+        frames = _day_frames(store, m, d, model_version, cache_dir)
         if frames is None:
             continue
         feats.append(frames[0])
@@ -244,7 +317,7 @@ def check_day(store: PartitionStore, settings: Settings, ds: str | dt.date, *, m
     model_version = str(preds["model_version"].iloc[0])
     profile = reference_for(settings, model_version)
     days = window_days(m.window_days, day)
-    features, scores, used = _window(store, m, days, model_version)
+    features, scores, used = _window(store, m, days, model_version, window_cache_dir(settings))
     feature_cols = [c for c in m.columns if c in profile.features]
     compared = compare(profile, features[feature_cols], config=cfg, columns=feature_cols)
     by_feature = compared.features

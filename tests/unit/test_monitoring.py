@@ -214,3 +214,56 @@ def test_scores_in_the_features_order_join_their_labels_as_a_merge_would(tmp_pat
         assert list(scored.columns) == ["rental_ref", "score", "model_version", "label", "ds"]
         assert np.allclose(got["label"], expected["label"]) and np.allclose(got["score"], expected["score"]), d
         assert (got["ds"] == d).all()
+
+
+def test_another_process_reads_the_window_from_local_disk_until_a_day_is_re_written(
+        tmp_path: Path, bikes: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each drift task is a new process reading the days the previous one read: the joined day frames are kept
+    under LOOPLINE_HOME, equal to what the store gives, and a re-written day is read from the store again."""
+    m = steps.monitored_spec(bikes, "duration")
+    categorical = {c for c in m.columns if bikes.features.column(c).kind == "categorical"}
+    store = PartitionStore((tmp_path / "root").as_uri())
+    cache = monitoring.window_cache_dir(Settings(home=tmp_path / "home"))
+    rng = np.random.default_rng(5)
+    days = monitoring.window_days(3, DAY)
+    for d in days:
+        feats = _features(rng, 40, m, categorical)
+        store.write(m.features_dataset, m.version, d, feats)
+        store.write(m.predictions_dataset, m.version, d,
+                    pd.DataFrame({"rental_ref": feats["rental_ref"], "score": rng.random(40), "model_version": "1"}))
+    monitoring.clear_window_cache()
+    fresh = monitoring._window(store, m, days, "1", cache)
+    assert len(list(cache.glob("*.features.arrow"))) == 3 and len(list(cache.glob("*.scored.arrow"))) == 3
+
+    reads: list[str] = []
+    real_read = PartitionStore.read
+    monkeypatch.setattr(PartitionStore, "read", lambda self, *a, **k: (reads.append(a[0]), real_read(self, *a, **k))[1])
+    monitoring.clear_window_cache()  # as in the next task's process
+    kept = monitoring._window(store, m, days, "1", cache)
+    assert reads == []
+    pd.testing.assert_frame_equal(kept[0], fresh[0])
+    pd.testing.assert_frame_equal(kept[1], fresh[1])
+    assert kept[2] == fresh[2]
+
+    rewritten = _features(rng, 40, m, categorical)
+    store.write(m.features_dataset, m.version, days[0], rewritten)  # the day is built again
+    monitoring.clear_window_cache()
+    again = monitoring._window(store, m, days, "1", cache)
+    assert m.features_dataset in reads
+    assert np.allclose(again[0]["minutes"].iloc[:40], rewritten["minutes"])
+
+
+def test_the_window_cache_keeps_the_newest_files(tmp_path: Path, bikes: Project,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    m = steps.monitored_spec(bikes, "duration")
+    categorical = {c for c in m.columns if bikes.features.column(c).kind == "categorical"}
+    store = PartitionStore((tmp_path / "root").as_uri())
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(monitoring, "WINDOW_CACHE_FILES", 4)
+    rng = np.random.default_rng(6)
+    days = monitoring.window_days(5, DAY)
+    for d in days:  # features only: one file per day
+        store.write(m.features_dataset, m.version, d, _features(rng, 10, m, categorical))
+    monitoring.clear_window_cache()
+    monitoring._window(store, m, days, "1", cache)
+    assert len(list(cache.glob("*.arrow"))) == 4 and not list(cache.glob(".tmp-*"))
