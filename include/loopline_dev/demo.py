@@ -182,8 +182,12 @@ def settle(client: AirflowClient, loop: Loop, quiet_seconds: float = 2, timeout:
     quiet_since: float | None = None
     drift_wait_since: float | None = None
     while time.monotonic() < deadline:
-        # Queued events first: an event consumed between the two calls shows up as an active run.
-        busy = queued_asset_events(client, loop) or active_runs(client, loop)
+        # A running loop answers the two run counts: the seven queued-event questions are asked only when no
+        # run is active (they were the replay's most frequent API call). Then queued events first: an event
+        # consumed between those calls and the second run count shows up as an active run.
+        busy = active_runs(client, loop)
+        if not busy:
+            busy = queued_asset_events(client, loop) or active_runs(client, loop)
         if not busy and settings is not None:
             try:
                 missing = unemitted_drift_reports(client, loop, settings)

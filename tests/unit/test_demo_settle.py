@@ -90,6 +90,15 @@ def test_waits_for_runs_and_queued_events(clock: Clock, settings: Settings) -> N
     assert 27 <= clock.now <= 30
 
 
+def test_a_running_loop_is_not_asked_for_its_queued_events(clock: Clock, settings: Settings) -> None:
+    api = FakeAPI(clock, running_until=10, emitted_at=0)
+    asked: list[float] = []
+    count = api.count_queued_asset_events
+    api.count_queued_asset_events = lambda dag_id: (asked.append(clock.now), count(dag_id))[1]  # type: ignore[method-assign]
+    demo.settle(api, LOOP, settings=settings)  # type: ignore[arg-type]
+    assert asked and min(asked) >= 10  # seven questions a look while runs were active, before
+
+
 def test_waits_for_the_watcher_to_emit_a_drifted_report(clock: Clock, settings: Settings) -> None:
     api = FakeAPI(clock, emitted_at=40)
     demo.settle(api, LOOP, settings=settings)  # type: ignore[arg-type]
