@@ -498,11 +498,14 @@ def score_model_day(project: Project, model: str, store: PartitionStore, setting
 
 
 def drift_model_day(project: Project, model: str, store: PartitionStore, settings: Settings,
-                    day: str | dt.date, *, extra: Mapping[str, Any] | None = None) -> DayCheck:
+                    day: str | dt.date, *, extra: Mapping[str, Any] | None = None,
+                    window_on_disk: bool = False) -> DayCheck:
     """The day's drift check of ``model``: its trailing window against the reference of the version that scored
-    the day; the report goes to ``<P>/<M>/drift`` (with ``extra`` as its ``run``: who checked the day)."""
+    the day; the report goes to ``<P>/<M>/drift`` (with ``extra`` as its ``run``: who checked the day).
+    ``window_on_disk``: keep the window's days on local disk for the next check's process (a process per
+    check, as Airflow runs them; a long-lived process keeps them in memory anyway)."""
     from loopline.monitoring import check_day
 
     cfg = model_settings(settings, project, model)
     return check_day(store, cfg, day, config=drift_config(project, model), monitored=monitored_spec(project, model),
-                     extra=extra)
+                     extra=extra, window_on_disk=window_on_disk)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline import lineage
+from loopline.cache import cache_dir, prune_oldest
 from loopline.settings import Settings
 from loopline.training import TrainResult, model_frame
 
@@ -380,7 +381,7 @@ ARTIFACT_CACHE_FILES = 256
 
 
 def artifact_cache_dir(settings: Settings) -> Path:
-    return Path(settings.home) / "cache" / "mlflow-artifacts"
+    return cache_dir(settings, "mlflow-artifacts")
 
 
 def _fetch(uri: str, settings: Settings) -> Path:
@@ -395,9 +396,7 @@ def _fetch(uri: str, settings: Settings) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".fetch-") as tmp:
         os.replace(_download(uri, Path(tmp), settings), path)
-    kept = sorted((f for f in folder.iterdir() if f.is_file()), key=lambda f: f.stat().st_mtime)
-    for old in kept[:max(0, len(kept) - ARTIFACT_CACHE_FILES)]:
-        old.unlink(missing_ok=True)
+    prune_oldest(folder, ARTIFACT_CACHE_FILES)
     return path
 
 

@@ -219,7 +219,8 @@ def monitor_days(project_name: str, model: str, context: Context) -> dict[str, A
     checks: list[Any] = []
     skipped: dict[str, str] = {}
     for day in days:
-        outcome = steps.drift_model_day(p, model, store, settings, day, extra=_run_extra(context))
+        outcome = steps.drift_model_day(p, model, store, settings, day, extra=_run_extra(context),
+                                        window_on_disk=True)
         if outcome.skipped:
             skipped[day.isoformat()] = outcome.skipped
             continue

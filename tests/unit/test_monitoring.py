@@ -265,5 +265,12 @@ def test_the_window_cache_keeps_the_newest_files(tmp_path: Path, bikes: Project,
     for d in days:  # features only: one file per day
         store.write(m.features_dataset, m.version, d, _features(rng, 10, m, categorical))
     monitoring.clear_window_cache()
-    monitoring._window(store, m, days, "1", cache)
-    assert len(list(cache.glob("*.arrow"))) == 4 and not list(cache.glob(".tmp-*"))
+    monitoring._window(store, m, days, "1", cache)  # the fifth file is one too many: down to three
+    kept = sorted(cache.glob("*.arrow"), key=lambda f: f.stat().st_mtime)
+    assert len(kept) == 3 and not list(cache.glob(".tmp-*"))
+    monitoring.clear_window_cache()
+    reads: list[dt.date] = []
+    real_read = PartitionStore.read
+    monkeypatch.setattr(PartitionStore, "read", lambda self, *a, **k: (reads.append(a[2]), real_read(self, *a, **k))[1])
+    monitoring._window(store, m, days[-3:], "1", cache)
+    assert reads == []  # the newest three days were kept
