@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -45,61 +46,59 @@ def install() -> bool:
     return exit_wait and first_heartbeat
 
 
-def install_first_heartbeat_wait() -> bool:
-    """Patch ``ActivitySubprocess._on_child_started`` (patch 2); True if the patch is in place after the call."""
+def _replace(method: str, expected: list[str], needs: str, what: str,
+             wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> bool:
+    """Replace ``ActivitySubprocess.<method>`` by ``wrap(original)`` once, if the original takes ``expected``
+    and the class has ``needs``; True if the patch is in place after the call."""
     try:
         from airflow.sdk.execution_time.supervisor import ActivitySubprocess
     except ImportError as exc:
-        log.warning("loopline: supervisor first-heartbeat patch not installed (%s)", exc)
+        log.warning("loopline: supervisor %s patch not installed (%s)", what, exc)
         return False
-    original = ActivitySubprocess._on_child_started
+    original = getattr(ActivitySubprocess, method)
     if getattr(original, _PATCHED, False):
         return True
     params = list(inspect.signature(original).parameters)
-    if params != _EXPECTED_START or not hasattr(ActivitySubprocess, "_last_heartbeat_attempt"):
-        log.warning("loopline: supervisor first-heartbeat patch not installed: ActivitySubprocess._on_child_started "
-                    "takes %s, not %s (another Airflow version)", params, _EXPECTED_START)
+    if params != expected or not hasattr(ActivitySubprocess, needs):
+        log.warning("loopline: supervisor %s patch not installed: ActivitySubprocess.%s takes %s, not %s "
+                    "(another Airflow version)", what, method, params, expected)
         return False
-
-    def _on_child_started(self: Any, **kwargs: Any) -> None:
-        original(self, **kwargs)
-        # The task is running and its start was a heartbeat: the next one is due an interval from now.
-        self._last_heartbeat_attempt = time.monotonic()
-
-    setattr(_on_child_started, _PATCHED, True)
-    _on_child_started.__doc__ = original.__doc__
-    ActivitySubprocess._on_child_started = _on_child_started  # type: ignore[method-assign]
+    patched = wrap(original)
+    setattr(patched, _PATCHED, True)
+    patched.__doc__ = original.__doc__
+    setattr(ActivitySubprocess, method, patched)
     return True
+
+
+def install_first_heartbeat_wait() -> bool:
+    """Patch ``ActivitySubprocess._on_child_started`` (patch 2); True if the patch is in place after the call."""
+
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _on_child_started(self: Any, **kwargs: Any) -> None:
+            original(self, **kwargs)
+            # The task is running and its start was a heartbeat: the next one is due an interval from now.
+            self._last_heartbeat_attempt = time.monotonic()
+
+        return _on_child_started
+
+    return _replace("_on_child_started", _EXPECTED_START, "_last_heartbeat_attempt", "first-heartbeat", wrap)
 
 
 def install_exit_wait() -> bool:
     """Patch ``ActivitySubprocess._service_subprocess`` (patch 1); True if the patch is in place after the call."""
-    try:
-        from airflow.sdk.execution_time.supervisor import ActivitySubprocess
-    except ImportError as exc:
-        log.warning("loopline: supervisor exit-wait patch not installed (%s)", exc)
-        return False
-    original = ActivitySubprocess._service_subprocess
-    if getattr(original, _PATCHED, False):
-        return True
-    params = list(inspect.signature(original).parameters)
-    if params != _EXPECTED or not hasattr(ActivitySubprocess, "_check_subprocess_exit"):
-        log.warning("loopline: supervisor exit-wait patch not installed: ActivitySubprocess._service_subprocess "
-                    "takes %s, not %s (another Airflow version)", params, _EXPECTED)
-        return False
 
-    def _service_subprocess(self: Any, max_wait_time: float, raise_on_timeout: bool = False,
-                            expect_signal: int | None = None) -> int | None:
-        if self._exit_code is None and not self.selector.get_map():
-            # Nothing left to select on: the process is shutting down. Wait for it, not for a socket.
-            try:
-                self._process.wait(timeout=max(0.01, max_wait_time))
-            except self._process.TimeoutExpired:
-                pass
-            return self._check_subprocess_exit(raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)
-        return original(self, max_wait_time, raise_on_timeout, expect_signal)
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _service_subprocess(self: Any, max_wait_time: float, raise_on_timeout: bool = False,
+                                expect_signal: int | None = None) -> int | None:
+            if self._exit_code is None and not self.selector.get_map():
+                # Nothing left to select on: the process is shutting down. Wait for it, not for a socket.
+                try:
+                    self._process.wait(timeout=max(0.01, max_wait_time))
+                except self._process.TimeoutExpired:
+                    pass
+                return self._check_subprocess_exit(raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)
+            return original(self, max_wait_time, raise_on_timeout, expect_signal)
 
-    setattr(_service_subprocess, _PATCHED, True)
-    _service_subprocess.__doc__ = original.__doc__
-    ActivitySubprocess._service_subprocess = _service_subprocess  # type: ignore[method-assign]
-    return True
+        return _service_subprocess
+
+    return _replace("_service_subprocess", _EXPECTED, "_check_subprocess_exit", "exit-wait", wrap)
