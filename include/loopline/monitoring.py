@@ -153,11 +153,19 @@ def _disk_put(folder: Path, digest: str, frames: tuple[Any, Any]) -> None:
     prune_oldest(folder, WINDOW_CACHE_FILES, suffix=".arrow")
 
 
+def _keep(key: tuple[Any, ...], frames: tuple[Any, Any]) -> None:
+    with _day_cache_lock:
+        _day_cache[key] = frames
+        _day_cache.move_to_end(key)
+        while len(_day_cache) > _DAY_CACHE_SIZE:
+            _day_cache.popitem(last=False)
+
+
 def _day_frames(store: PartitionStore, m: Monitored, d: dt.date, model_version: str,
-                cache_dir: Path | None = None) -> tuple[Any, Any] | None:
+                disk: Path | None = None) -> tuple[Any, Any] | None:
     """The day's features and its scores by ``model_version`` joined with their labels (None: not scored by
-    it); None for a day without features. With ``cache_dir`` the frames are also kept on local disk for other
-    processes (:func:`window_cache_dir`)."""
+    it); None for a day without features. With ``disk`` (a :func:`window_cache_dir`) the frames are also read
+    from and kept on local disk for other processes."""
     import hashlib
 
     import pandas as pd
@@ -180,11 +188,8 @@ def _day_frames(store: PartitionStore, m: Monitored, d: dt.date, model_version: 
             _day_cache.move_to_end(key)
             return hit
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
-    if cache_dir is not None and (kept := _disk_get(cache_dir, digest)) is not None:
-        with _day_cache_lock:
-            _day_cache[key] = kept
-            while len(_day_cache) > _DAY_CACHE_SIZE:
-                _day_cache.popitem(last=False)
+    if disk is not None and (kept := _disk_get(disk, digest)) is not None:
+        _keep(key, kept)
         return kept
     keys = list(m.keys)
     f = store.read(m.features_dataset, m.version, d, columns=[*keys, m.label, *m.columns])
@@ -203,26 +208,23 @@ def _day_frames(store: PartitionStore, m: Monitored, d: dt.date, model_version: 
                 labels = pd.DataFrame({k: f[k] for k in keys})
                 labels["label"] = label
                 scored = p.merge(labels, on=keys).assign(ds=d)
-    with _day_cache_lock:
-        _day_cache[key] = (f, scored)
-        while len(_day_cache) > _DAY_CACHE_SIZE:
-            _day_cache.popitem(last=False)
-    if cache_dir is not None:
+    _keep(key, (f, scored))
+    if disk is not None:
         try:
-            _disk_put(cache_dir, digest, (f, scored))
+            _disk_put(disk, digest, (f, scored))
         except OSError as exc:  # a full or read-only disk costs the next task a read, never this check
             log.warning("drift window cache: could not keep %s (%s)", d, exc)
     return f, scored
 
 
 def _window(store: PartitionStore, m: Monitored, days: list[dt.date], model_version: str,
-            cache_dir: Path | None = None) -> tuple[Any, Any, list[str]]:
+            disk: Path | None = None) -> tuple[Any, Any, list[str]]:
     """Features of the window's days, and the scores (with labels) of the days this model version scored."""
     import pandas as pd
 
     feats, scored, used = [], [], []
     for d in days:
-        frames = _day_frames(store, m, d, model_version, cache_dir)
+        frames = _day_frames(store, m, d, model_version, disk)
         if frames is None:
             continue
         feats.append(frames[0])
