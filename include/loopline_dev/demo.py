@@ -333,16 +333,19 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         timings["bootstrap_s"] = time.monotonic() - t
 
         t = time.monotonic()
+        # The rest of the range in one go: the backfill is not paused again. A month's end only prints how far
+        # the features are (pausing and settling there left the slots idle while each month drained: the last
+        # days' scoring, drift checks and retrains ran alone). Scoring, drift and retrain runs have no logical
+        # date, and the scheduler queues tasks by logical date (SQLite, the demo's database, sorts NULL first):
+        # their tasks go before the backfill's features, which run ahead only into slots nothing else waits for.
+        client.unpause_backfill(backfill_id)
         for _, hi in months(args.bootstrap_end + dt.timedelta(days=1), args.end, args.chunk_days):
-            client.unpause_backfill(backfill_id)
             wait_for_days(client, loop, args.start, hi)
-            if hi < args.end:
-                client.pause_backfill(backfill_id)
-            settle(client, loop, settings=settings)
             retrains = sum(len(client.dag_runs(loop.model(m).dag("retrain"))) for m in loop.models)
-            _say(f"replayed through {hi}: {len(store.days(loop.features_dataset, loop.fsv))} feature days, "
-                 f"{retrains} retrain runs")
+            _say(f"features through {hi}: {len(store.days(loop.features_dataset, loop.fsv))} feature days, "
+                 f"{retrains} retrain runs so far")
         client.wait_backfill(backfill_id, timeout=600)
+        settle(client, loop, settings=settings)
         timings["replay_s"] = time.monotonic() - t
         summary = summarize(client, loop, settings)
         summary["range"] = [args.start.isoformat(), args.end.isoformat()]
@@ -566,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="last day of the first champions' window (default: the last whole month within the "
                         "longest training window from --start)")
     p.add_argument("--end", type=_day, default=None, help="last day (default: the project's end_date)")
-    p.add_argument("--chunk-days", type=int, default=31, help="replay chunk: a month (≥28) or N days")
+    p.add_argument("--chunk-days", type=int, default=31,
+                   help="a progress line at each month's end (≥28) or every N days")
     p.add_argument("--parallelism", type=int, default=3)
     p.add_argument("--backfill-runs", type=int, default=0,
                    help="backfill max_active_runs (default: twice the parallelism, so a freed slot finds a "
