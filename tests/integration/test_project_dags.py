@@ -50,6 +50,8 @@ def test_the_features_dag_builds_a_day_and_skips_a_day_without_data(bikes: Bikes
                     bikes.env, file=FILE)
     assert [r["tis"]["build_features"] for r in runs] == ["success", "skipped"]
     assert runs[0]["xcoms"] == {"build_features": ["_link_ValidationResultLink", "return_value"]}
+    # Nothing of the features task is templated: it sends no rendered fields (one execution API write fewer).
+    assert runs[0]["rendered"] == []
     assert runs[0]["links"] == {"build_features:Validation result": f"/loopline/validation/bikes/{day}.html"}
     manifest = bikes.store.manifest("bikes/features", "2", day)
     assert manifest.rows == 220
@@ -74,6 +76,8 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
     assert {t: [k for k in keys if not k.startswith("_link_")] for t, keys in run["xcoms"].items()} == {
         "plan": ["return_value"], "validate_training_window": ["return_value"], "train_challenger": ["return_value"],
         "promote": ["return_value"]}, run["xcoms"]
+    # Only the tasks that take upstream results (resolved as templates) or templated arguments render them.
+    assert run["rendered"] == ["promote", "train_challenger", "validate_training_window"]
     assert resolve_alias(bikes.model, CHAMPION) == "1"
     mv = client(bikes.model).get_model_version("bikes.duration", "1")
     assert mv.tags["loopline.trigger"] == "manual" and mv.tags["loopline.decision"] == "promote"
@@ -91,6 +95,7 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
     [scored] = dag_test("bikes.duration.score", [{"conf": conf}], bikes.env, file=FILE)
     assert scored["tis"] == {"score": "success"}
     assert scored["xcoms"] == {"score": ["return_value"]}
+    assert scored["rendered"] == []
     # dag.test() cannot give a run a partition key (Airflow 3.3.2): a run by hand names its days in Params.
     assert scored["partition_key"] is None
     for d in days:
@@ -102,6 +107,7 @@ def test_retrain_by_hand_promotes_the_first_champion_then_scores_and_checks_drif
     [checked] = dag_test("bikes.duration.drift", [{"conf": conf}], bikes.env, file=FILE)
     assert checked["tis"] == {"check_drift": "success"}
     assert checked["xcoms"] == {"check_drift": ["_link_DriftReportLink", "return_value"]}
+    assert checked["rendered"] == []
     assert checked["links"] == {"check_drift:Drift report": f"/loopline/reports/bikes/duration/{days[-1]}.html"}
     report = read_drift_report(bikes.store, "2", days[-1], dataset="bikes/duration/drift")
     assert report is not None and report["model_name"] == "bikes.duration"

@@ -47,9 +47,14 @@ for run in json.loads(sys.argv[2]):
         for task_id, key in session.execute(select(XComModel.task_id, XComModel.key).where(
                 XComModel.dag_id == dag.dag_id, XComModel.run_id == dr.run_id)):
             xcoms.setdefault(task_id, []).append(key)
+        # The tasks that sent their rendered template fields (one more execution API write per task).
+        from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF
+        rendered = sorted(session.scalars(select(RTIF.task_id).where(RTIF.dag_id == dag.dag_id,
+                                                                     RTIF.run_id == dr.run_id)))
     print("RESULT " + json.dumps({"state": str(getattr(dr.state, "value", dr.state)), "tis": tis, "links": links,
                                   "run_id": dr.run_id, "partition_key": dr.partition_key,
-                                  "xcoms": {t: sorted(k) for t, k in xcoms.items()}}), flush=True)
+                                  "xcoms": {t: sorted(k) for t, k in xcoms.items()}, "rendered": rendered}),
+          flush=True)
 """
 
 
@@ -82,7 +87,8 @@ def dag_test(
 ) -> list[dict[str, Any]]:
     """``runs``: ``[{"logical_date": "2013-01-05", "conf": {...}}, ...]``; returns one result per run: its
     ``state``, each task's state (``tis``), each task's extra links (``links``, ``"task_id:link name"`` → URL,
-    "" when the task stored none) and the XCom keys each task stored (``xcoms``).
+    "" when the task stored none), the XCom keys each task stored (``xcoms``) and the
+    tasks that stored rendered template fields (``rendered``).
 
     ``file`` names the DAG file (in ``dags/``) when it is not ``<dag_id>.py``: the generated project DAGs all
     live in ``loopline_projects.py``.
