@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+log = logging.getLogger(__name__)
 SEEN_STATE_KEY = "loopline.drift.emitted"
 MAX_SEEN = 1000
 
@@ -73,20 +75,59 @@ def new_drift_reports(
     since: str | None = None,
     only_drifted: bool = True,
     reports_dataset: str = "drift",
+    memo: dict[tuple[str, str], dict[str, Any] | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Summaries of the reports (drifted ones only, by default) whose dedupe key is not in ``seen``."""
+    """Summaries of the reports (drifted ones only, by default) whose dedupe key is not in ``seen``, oldest
+    ``created_at`` first.
+
+    ``memo``: what earlier looks with the same arguments made of each report, keyed by its day and the identity of
+    its ``report.json`` (:func:`loopline.reports.report_stamps`): the summary, or None for a report that does not
+    qualify (another model, not drifted, not after ``since``, malformed). Only a new or rewritten report is read;
+    a watcher that polls every few seconds read every report of the year on each look. Updated in place, down to
+    the reports that still exist.
+    """
     from loopline import reports
 
-    out = []
-    for report in reports.list_drift_reports(_store(store_root), feature_set_version, since,
-                                             model_name=model_name or None, skip_malformed=True,
-                                             dataset=reports_dataset):
-        if only_drifted and not report["decision"]["drifted"]:
+    store = _store(store_root)
+    if memo is None:
+        found = reports.list_drift_reports(store, feature_set_version, since, model_name=model_name or None,
+                                           skip_malformed=True, dataset=reports_dataset)
+        summaries = [reports.summary(r) for r in found if not only_drifted or r["decision"]["drifted"]]
+        return [s for s in summaries if s["dedupe_key"] not in seen]
+    after = None if since is None else reports.parse_time(since, "since")
+    current: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for day, stamp in reports.report_stamps(store, feature_set_version, dataset=reports_dataset).items():
+        if stamp is None:  # a write in progress or a removed report: look again next time
             continue
-        summary = reports.summary(report)
-        if summary["dedupe_key"] not in seen:
-            out.append(summary)
-    return out
+        key = (day.isoformat(), stamp)
+        if key not in memo:
+            memo[key] = _qualifying(store, feature_set_version, day, reports_dataset, model_name, after,
+                                    only_drifted)
+        current[key] = memo[key]
+    memo.clear()
+    memo.update(current)
+    summaries = sorted((s for s in current.values() if s is not None),
+                       key=lambda s: (reports.parse_time(s["created_at"]), str(s["ds"])))
+    return [s for s in summaries if s["dedupe_key"] not in seen]
+
+
+def _qualifying(store: Any, fsv: str, day: dt.date, dataset: str, model_name: str | None,
+                after: dt.datetime | None, only_drifted: bool) -> dict[str, Any] | None:
+    """One report's summary if :func:`new_drift_reports` would return it (whatever was seen), else None."""
+    from loopline import reports
+
+    try:
+        report = reports.read_drift_report(store, fsv, day, dataset=dataset)
+    except reports.ReportError as exc:
+        log.warning("skipping malformed drift report: %s", exc)
+        return None
+    if report is None or (model_name and report.get("model_name") != model_name):
+        return None
+    if after is not None and reports.parse_time(report["created_at"]) <= after:
+        return None
+    if only_drifted and not report["decision"]["drifted"]:
+        return None
+    return reports.summary(report)
 
 
 def _iso(value: str | dt.datetime | None) -> str | None:
@@ -189,6 +230,7 @@ class DriftEventTrigger(BaseEventTrigger):
         self.poll_interval = float(poll_interval)
         self.only_drifted = only_drifted
         self._seen: dict[str, None] = {}  # insertion-ordered: the oldest keys are dropped first
+        self._memo: dict[tuple[str, str], dict[str, Any] | None] = {}  # see new_drift_reports
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -228,7 +270,7 @@ class DriftEventTrigger(BaseEventTrigger):
                 fresh = await asyncio.to_thread(
                     new_drift_reports, self.store_root, self.feature_set_version, set(self._seen),
                     model_name=self.model_name, since=self.since, only_drifted=self.only_drifted,
-                    reports_dataset=self.reports_dataset,
+                    reports_dataset=self.reports_dataset, memo=self._memo,
                 )
             except (OSError, ValueError) as exc:  # flaky storage, one malformed report: keep watching
                 self.log.warning("Could not list drift reports under %s (will poll again): %s",

@@ -126,3 +126,45 @@ def test_event_trigger_without_state_store_dedupes_in_memory_and_survives_bad_re
     trig = DriftEventTrigger(store_root=report_store.root, feature_set_version="1", poll_interval=0.02)
     events = asyncio.run(collect(trig, 0.3))
     assert [e["ds"] for e in events] == ["2013-03-01"]
+
+
+def test_event_trigger_reads_each_report_once_until_it_is_rewritten(report_store, monkeypatch):
+    # A watcher polls every few seconds all year: a report it has read is not read again unless it is rewritten
+    # (a cleared day's drift check), and a rewritten report that now says drifted is emitted.
+    from loopline import reports
+
+    put_report(report_store, "2013-03-01", drifted=False, created="2013-03-02T00:00:00Z")
+    put_report(report_store, "2013-03-02", drifted=True, created="2013-03-03T00:00:00Z")
+    read: list[str] = []
+    real = reports.read_drift_report
+
+    def counted(store, fsv, ds, **kwargs):  # type: ignore[no-untyped-def]
+        read.append(str(ds))
+        return real(store, fsv, ds, **kwargs)
+
+    monkeypatch.setattr(reports, "read_drift_report", counted)
+    trig = DriftEventTrigger(store_root=report_store.root, feature_set_version="1", model_name="m",
+                             poll_interval=0.02)
+
+    async def scenario() -> list[dict]:
+        got: list[dict] = []
+
+        async def consume() -> None:
+            async for event in trig.run():
+                got.append(event.payload)
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.3)  # many polls
+        assert sorted(read) == ["2013-03-01", "2013-03-02"], read
+        await asyncio.to_thread(put_report, report_store, "2013-03-01", True, "2013-03-04T00:00:00Z")
+        await asyncio.sleep(0.3)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return got
+
+    events = asyncio.run(scenario())
+    assert [e["ds"] for e in events] == ["2013-03-02", "2013-03-01"]
+    assert sorted(read) == ["2013-03-01", "2013-03-01", "2013-03-02"], read
