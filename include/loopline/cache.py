@@ -1,12 +1,14 @@
 """Local caches under ``LOOPLINE_HOME/cache/``: what a new process would otherwise fetch or read again.
 
-Each Airflow task is a new process, so a per-process cache does not outlive the task. The two kinds kept on the
+Each Airflow task is a new process, so a per-process cache does not outlive the task. The kinds kept on the
 machine's disk instead, each under a name derived from everything its content depends on (a changed input is a
 new name, never a stale hit), and each bounded in files:
 
 - ``mlflow-artifacts``: files MLflow writes once, downloaded once per machine (:func:`loopline.tracking.load_model`,
   :func:`loopline.tracking.load_reference_profile`); a kept file is checked as a download is;
-- ``drift-window``: the drift check's joined days, keyed by both days' manifests (:mod:`loopline.monitoring`).
+- ``drift-window``: the drift check's joined days, keyed by both days' manifests (:mod:`loopline.monitoring`);
+- ``mlflow-monitoring-runs``: the MLflow run holding each model version's drift metrics
+  (:func:`loopline.monitoring.monitoring_run`); a kept id that no longer works is looked up again.
 
 Everything here may be deleted at any time; the next process reads from the source again.
 """

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import json
 import logging
 import math
 import os
@@ -386,33 +388,77 @@ def log_drift_metrics(settings: Settings, checks: list[DayCheck]) -> None:
     Step is the day's ordinal and the timestamp the day itself, so the MLflow UI draws a time series per
     feature (``psi_<feature>``, ``js_<feature>``, ``share_drifted``) over data time, not wall time.
     """
-    import mlflow
     from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
 
     from loopline.tracking import client, point
 
     point(settings)
     c = client(settings)
-    name = f"{settings.experiment_name}{MONITORING_EXPERIMENT_SUFFIX}"
-    exp = c.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp is not None else c.create_experiment(name)
     by_version: dict[str, list[DayCheck]] = {}
     for check in checks:
         if check.metrics:
             by_version.setdefault(check.model_version, []).append(check)
     for version, version_checks in by_version.items():
-        runs = mlflow.search_runs(
-            [exp_id], filter_string=f"tags.`loopline.monitored_version` = '{version}'", output_format="list",
-            max_results=1,
-        )
-        run_id = runs[0].info.run_id if runs else c.create_run(
-            exp_id, run_name=f"monitor {settings.model_name} v{version}",
-            tags={"loopline.monitored_version": version, "loopline.model_name": settings.model_name},
-        ).info.run_id
         batch: list[Metric] = []
         for check in version_checks:
             day = as_day(check.ds)
             ts = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
             batch.extend(Metric(k, v, ts, day.toordinal()) for k, v in check.metrics.items())
-        for start in range(0, len(batch), 900):  # MLflow accepts at most 1000 metrics per batch
-            c.log_batch(run_id, metrics=batch[start:start + 900])
+        run_id = monitoring_run(settings, version)
+        try:
+            _log_batch(c, run_id, batch)
+        except MlflowException:  # the kept run was deleted (or purged): find or create the version's run again
+            _log_batch(c, monitoring_run(settings, version, kept=False), batch)
+
+
+def _log_batch(c: Any, run_id: str, batch: list[Any]) -> None:
+    for start in range(0, len(batch), 900):  # MLflow accepts at most 1000 metrics per batch
+        c.log_batch(run_id, metrics=batch[start:start + 900])
+
+
+# The monitoring run of each model version, kept on the machine: every drift task is a new process, and finding the
+# run took two MLflow calls (the experiment by name, a search by tag) before the one write.
+MONITORING_RUN_FILES = 1024
+
+
+def monitoring_run(settings: Settings, version: str, *, kept: bool = True) -> str:
+    """The id of the MLflow run that holds ``version``'s drift metrics (in the experiment
+    ``<experiment>-monitoring``, tagged ``loopline.monitored_version``), created on first use.
+
+    ``kept``: use the id this machine found before (``LOOPLINE_HOME/cache/mlflow-monitoring-runs``), if any. A kept
+    id can be stale only if someone deleted that run; the caller's write then fails and it asks again with
+    ``kept=False``, which searches MLflow and keeps what it finds.
+    """
+    import mlflow
+
+    from loopline.tracking import client
+
+    folder = cache_dir(settings, "mlflow-monitoring-runs")
+    key = hashlib.sha256("\n".join((settings.mlflow_tracking_uri, settings.experiment_name, settings.model_name,
+                                     version)).encode()).hexdigest()[:40]
+    path = folder / f"{key}.json"
+    if kept:
+        try:
+            return str(json.loads(path.read_text(encoding="utf-8"))["run_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    c = client(settings)
+    name = f"{settings.experiment_name}{MONITORING_EXPERIMENT_SUFFIX}"
+    exp = c.get_experiment_by_name(name)
+    exp_id = exp.experiment_id if exp is not None else c.create_experiment(name)
+    runs = mlflow.search_runs(
+        [exp_id], filter_string=f"tags.`loopline.monitored_version` = '{version}'", output_format="list",
+        max_results=1,
+    )
+    run_id = str(runs[0].info.run_id if runs else c.create_run(
+        exp_id, run_name=f"monitor {settings.model_name} v{version}",
+        tags={"loopline.monitored_version": version, "loopline.model_name": settings.model_name},
+    ).info.run_id)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = folder / f".tmp-{key}-{os.getpid()}"
+    tmp.write_text(json.dumps({"run_id": run_id, "version": version, "model_name": settings.model_name}),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+    prune_oldest(folder, MONITORING_RUN_FILES, ".json")
+    return run_id

@@ -274,3 +274,36 @@ def test_the_window_cache_keeps_the_newest_files(tmp_path: Path, bikes: Project,
     monkeypatch.setattr(PartitionStore, "read", lambda self, *a, **k: (reads.append(a[2]), real_read(self, *a, **k))[1])
     monitoring._window(store, m, days[-3:], "1", cache)
     assert reads == []  # the newest three days were kept
+
+
+def test_drift_metrics_go_to_one_monitoring_run_per_version_found_once_per_machine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+    from loopline.monitoring import DayCheck, log_drift_metrics, monitoring_run
+    from loopline.tracking import client
+
+    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                        experiment_name="bikes.duration", model_name="bikes.duration")
+    c = client(settings)
+
+    def check(day: str, psi: float, version: str = "1") -> DayCheck:
+        return DayCheck(day, metrics={"psi_temp": psi, "share_drifted": 0.0}, model_version=version)
+
+    log_drift_metrics(settings, [check("2024-01-01", 0.1)])
+    first = monitoring_run(settings, "1")
+    # Another drift task (a new process) writes to the kept run without looking it up in MLflow.
+    real_search = mlflow.search_runs
+    monkeypatch.setattr(mlflow, "search_runs", lambda *a, **k: pytest.fail("searched MLflow for a kept run"))
+    log_drift_metrics(settings, [check("2024-01-02", 0.3)])
+    history = c.get_metric_history(first, "psi_temp")
+    assert [(m.step, m.value) for m in history] == [(dt.date(2024, 1, 1).toordinal(), 0.1),
+                                                    (dt.date(2024, 1, 2).toordinal(), 0.3)]
+    assert c.get_run(first).data.tags["loopline.monitored_version"] == "1"
+    # Someone deleted that run: the next write finds (here: creates) the version's run again and keeps it.
+    monkeypatch.setattr(mlflow, "search_runs", real_search)
+    c.delete_run(first)
+    log_drift_metrics(settings, [check("2024-01-03", 0.5), check("2024-01-03", 0.2, version="2")])
+    second = monitoring_run(settings, "1")
+    assert second != first and c.get_run(second).info.lifecycle_stage == "active"
+    assert [m.value for m in c.get_metric_history(second, "psi_temp")] == [0.5]
+    assert [m.value for m in c.get_metric_history(monitoring_run(settings, "2"), "psi_temp")] == [0.2]
