@@ -353,3 +353,40 @@ def test_sqlite_lock_timeout_is_short_for_the_api_server_only(tmp_path: Path) ->
     assert timeouts == {"api-server": 8.0, "scheduler": 60.0, "dag-processor": 60.0, "triggerer": 60.0}
     production = Stack(StackConfig.production(tmp_path / "p"), Settings(home=tmp_path / "p"))
     assert "LOOPLINE_SQLITE_TIMEOUT" not in production.command("api-server")[1]
+
+
+def test_the_embedded_sqlite_files_commit_without_an_fsync_each(tmp_path: Path) -> None:
+    """Airflow's SQLite connections (sync and async) get synchronous=NORMAL from airflow_local_settings, beside
+    the WAL mode Airflow sets; MLflow's file is in WAL mode before its server opens it. PostgreSQL: untouched."""
+    from loopline_dev.stack import _sqlite_wal
+
+    stack = Stack(StackConfig(home=tmp_path), Settings(home=tmp_path))
+    stack._write_local_settings()
+    probe = r"""
+import asyncio, json, sys
+import airflow_local_settings  # noqa: F401  (what Airflow imports before it connects)
+from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import create_async_engine
+with create_engine(f"sqlite:///{sys.argv[1]}").connect() as c:
+    sync_mode = c.execute(text("PRAGMA synchronous")).scalar()
+async def main():
+    engine = create_async_engine(f"sqlite+aiosqlite:///{sys.argv[1]}")
+    async with engine.connect() as c:
+        mode = (await c.execute(text("PRAGMA synchronous"))).scalar()
+    await engine.dispose()
+    return mode
+print(json.dumps([sync_mode, asyncio.run(main())]))
+"""
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "probe.db")],
+                         env={**os.environ, "PYTHONPATH": str(stack.config.airflow_home / "config"),
+                              "LOOPLINE_PRELOAD": "0"}, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [1, 1]  # NORMAL (SQLite's default is 2, FULL)
+    production = Stack(StackConfig.production(tmp_path / "p"), Settings(home=tmp_path / "p"))
+    production._write_local_settings()
+    assert "synchronous" not in (production.config.airflow_home / "config" / "airflow_local_settings.py").read_text()
+
+    mlflow_db = tmp_path / "mlflow" / "mlflow.db"
+    _sqlite_wal(mlflow_db)
+    import sqlite3
+    with sqlite3.connect(mlflow_db) as db:  # another connection, as the MLflow server opens it
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
