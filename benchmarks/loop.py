@@ -12,11 +12,12 @@ one process per model beside the features loop, no Airflow) and prints its wall 
 (≤ 3 minutes for the year), its split by step, and the replay's wall time over the runner's beside the target
 (≥ 4×).
 
-    .venv/bin/python benchmarks/loop.py                 # full year, both (≈ 25–35 min here)
+    .venv/bin/python benchmarks/loop.py                 # full year, both (≈ 15 min here)
     .venv/bin/python benchmarks/loop.py --end 2013-04-30
     .venv/bin/python benchmarks/loop.py --runner-only   # only `loopline run` (a few minutes)
     .venv/bin/python benchmarks/loop.py --summary .loopline/demo-summary.json   # a finished replay, + the runner
     .venv/bin/python benchmarks/loop.py --summary .loopline/demo-summary.json --no-runner   # the replay only
+    .venv/bin/python benchmarks/loop.py --beside ../batched/.loopline/bench/loop-summary.json   # + another version's
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ def main() -> int:
     p.add_argument("--end", default="2013-12-31")
     p.add_argument("--runner-only", action="store_true", help="run only `loopline run flights` (no replay)")
     p.add_argument("--no-runner", action="store_true", help="report only the replay (no `loopline run`)")
+    p.add_argument("--beside", metavar="SUMMARY",
+                   help="a finished replay of another version (e.g. the batched DAGs before partitions, run from a "
+                        "worktree of that commit): its wall time is printed beside this one")
     args = p.parse_args()
     if args.runner_only:
         print_runner(run_runner(START, args.end), None)
@@ -157,6 +161,12 @@ def main() -> int:
     full_year = summary["days_featured"] + len(summary.get("days_failed_validation", [])) >= 365
     verdict = ("PASS" if replay <= TARGET_S else "FAIL") if full_year else "partial range"
     print(f"{'replay wall time (bootstrap + months), s':<46}{replay:>12.0f}{TARGET_S:>12}  {verdict}")
+    if args.beside:
+        other = json.loads(Path(args.beside).read_text())
+        other_replay = other["timings"].get("bootstrap_s", 0) + other["timings"].get("replay_s", 0)
+        print(f"{'the replay of ' + Path(args.beside).name + ', s':<46}{other_replay:>12.0f}")
+        print(f"{'  this one / that one':<46}{replay / other_replay:>11.2f}×{1:>11}×  "
+              f"{'PASS' if replay <= other_replay else 'FAIL'} (no slower)")
     print(f"{'stack start, s':<46}{timings.get('stack_start_s', 0):>12.0f}")
     print(f"{'total incl. start and stop, s':<46}{timings.get('total_s', 0):>12.0f}")
     print()
