@@ -164,7 +164,8 @@ def main() -> int:
     if args.beside:
         other = json.loads(Path(args.beside).read_text())
         other_replay = other["timings"].get("bootstrap_s", 0) + other["timings"].get("replay_s", 0)
-        print(f"{'the replay of ' + Path(args.beside).name + ', s':<46}{other_replay:>12.0f}")
+        print(f"beside: {args.beside} ({other.get('range', ['?', '?'])[0]}..{other.get('range', ['?', '?'])[1]})")
+        print(f"{'  its replay wall time, s':<46}{other_replay:>12.0f}")
         print(f"{'  this one / that one':<46}{replay / other_replay:>11.2f}×{1:>11}×  "
               f"{'PASS' if replay <= other_replay else 'FAIL'} (no slower)")
     print(f"{'stack start, s':<46}{timings.get('stack_start_s', 0):>12.0f}")
