@@ -335,9 +335,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         # The rest of the range in one go, while the cleared scoring runs and their drift checks still run: the
         # backfill is not paused again. A month's end only prints how far the features are (pausing and settling
         # there left the slots idle while each month drained: the last days' scoring, drift checks and retrains
-        # ran alone). Scoring, drift and retrain runs have no logical date, and the scheduler queues tasks by
-        # logical date (SQLite, the demo's database, sorts NULL first): their tasks go before the backfill's
-        # features, which run ahead only into slots nothing else waits for.
+        # ran alone). The features run ahead: each scoring and drift DAG runs at most 3 days at once, and a
+        # features run takes any slot they leave free (a waiting downstream task goes first: the scheduler
+        # queues by logical date, and on SQLite the runs without one sort first).
         client.unpause_backfill(backfill_id)
         for _, hi in months(args.bootstrap_end + dt.timedelta(days=1), args.end, args.chunk_days):
             wait_for_days(client, loop, args.start, hi)

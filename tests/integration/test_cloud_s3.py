@@ -205,6 +205,25 @@ def test_drift_trigger_polling_sees_reports_another_process_commits(airflow_sett
     assert found is not None and found["status"] == "drifted" and found["report"]["ds"] == "2013-03-02"
 
 
+def test_drift_watcher_sees_new_and_rewritten_reports_another_process_commits(
+        airflow_settings: Settings, s3: MotoS3, bucket: str) -> None:
+    # The AssetWatcher's trigger keeps what it read by the identity of each report object (its ETag): a report
+    # written by another process, or written again, is still seen through the trigger's cached filesystem.
+    import s3fs
+    from loopline_airflow.triggers.drift import new_drift_reports
+
+    root = airflow_settings.store_root
+    writer = PartitionStore(root, fs=s3fs.S3FileSystem(endpoint_url=s3.endpoint, key=ACCESS_KEY, secret="x",
+                                                       skip_instance_cache=True))
+    memo: dict = {}
+    reports.write_drift_report(writer, "1", "2013-03-01", drift_report("2013-03-01", False, "2013-03-02T00:00:00Z"))
+    assert new_drift_reports(root, "1", set(), memo=memo) == []
+    reports.write_drift_report(writer, "1", "2013-03-02", drift_report("2013-03-02", True, "2013-03-03T00:00:00Z"))
+    assert [r["ds"] for r in new_drift_reports(root, "1", set(), memo=memo)] == ["2013-03-02"]
+    reports.write_drift_report(writer, "1", "2013-03-01", drift_report("2013-03-01", True, "2013-03-04T00:00:00Z"))
+    assert [r["ds"] for r in new_drift_reports(root, "1", set(), memo=memo)] == ["2013-03-02", "2013-03-01"]
+
+
 def test_feature_task_writes_its_partition_to_s3_through_aws_default(
     airflow_settings: Settings, s3: MotoS3, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -82,18 +82,14 @@ def new_drift_reports(
 
     ``memo``: what earlier looks with the same arguments made of each report, keyed by its day and the identity of
     its ``report.json`` (:func:`loopline.reports.report_stamps`): the summary, or None for a report that does not
-    qualify (another model, not drifted, not after ``since``, malformed). Only a new or rewritten report is read;
-    a watcher that polls every few seconds read every report of the year on each look. Updated in place, down to
-    the reports that still exist.
+    qualify (another model, not drifted, not after ``since``, malformed; skipped with a warning). Only a new or
+    rewritten report is read (a watcher polling every few seconds used to read every report of the year on each
+    look). Updated in place, down to the reports that still exist.
     """
     from loopline import reports
 
     store = _store(store_root)
-    if memo is None:
-        found = reports.list_drift_reports(store, feature_set_version, since, model_name=model_name or None,
-                                           skip_malformed=True, dataset=reports_dataset)
-        summaries = [reports.summary(r) for r in found if not only_drifted or r["decision"]["drifted"]]
-        return [s for s in summaries if s["dedupe_key"] not in seen]
+    memo = {} if memo is None else memo
     after = None if since is None else reports.parse_time(since, "since")
     current: dict[tuple[str, str], dict[str, Any] | None] = {}
     for day, stamp in reports.report_stamps(store, feature_set_version, dataset=reports_dataset).items():
