@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -78,7 +80,9 @@ class FakeAssetState:
         self.data[key] = value
 
 
-async def collect(trigger: DriftEventTrigger, seconds: float) -> list[dict]:
+@contextlib.asynccontextmanager
+async def consuming(trigger: DriftEventTrigger) -> AsyncIterator[list[dict]]:
+    """The trigger runs while the block does; the list holds the payloads it yielded so far."""
     got: list[dict] = []
 
     async def consume() -> None:
@@ -86,12 +90,19 @@ async def collect(trigger: DriftEventTrigger, seconds: float) -> list[dict]:
             got.append(event.payload)
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(seconds)
-    task.cancel()
     try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        yield got
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+async def collect(trigger: DriftEventTrigger, seconds: float) -> list[dict]:
+    async with consuming(trigger) as got:
+        await asyncio.sleep(seconds)
     return got
 
 
@@ -147,22 +158,11 @@ def test_event_trigger_reads_each_report_once_until_it_is_rewritten(report_store
                              poll_interval=0.02)
 
     async def scenario() -> list[dict]:
-        got: list[dict] = []
-
-        async def consume() -> None:
-            async for event in trig.run():
-                got.append(event.payload)
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.3)  # many polls
-        assert sorted(read) == ["2013-03-01", "2013-03-02"], read
-        await asyncio.to_thread(put_report, report_store, "2013-03-01", True, "2013-03-04T00:00:00Z")
-        await asyncio.sleep(0.3)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        async with consuming(trig) as got:
+            await asyncio.sleep(0.3)  # many polls
+            assert sorted(read) == ["2013-03-01", "2013-03-02"], read
+            await asyncio.to_thread(put_report, report_store, "2013-03-01", True, "2013-03-04T00:00:00Z")
+            await asyncio.sleep(0.3)
         return got
 
     events = asyncio.run(scenario())
